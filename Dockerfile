@@ -1,0 +1,16 @@
+# Build stage: a static binary.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY main.go ./
+COPY api/ api/
+COPY controllers/ controllers/
+COPY internal/ internal/
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /vaultcert .
+
+# Run stage: distroless, non-root.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /vaultcert /vaultcert
+USER 65532:65532
+ENTRYPOINT ["/vaultcert"]

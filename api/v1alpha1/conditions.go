@@ -1,0 +1,77 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady is True when the Secret holds a valid certificate (VaultCertificate) or the vault answered
+	// the connection's credentials (connections).
+	ConditionReady = "Ready"
+	// ConditionIssuing is True while Key Vault is creating a new certificate version for the VaultCertificate.
+	ConditionIssuing = "Issuing"
+)
+
+// Ready condition reasons. Events reuse them.
+const (
+	// ReasonSynced: the Secret holds the wanted version.
+	ReasonSynced = "Synced"
+	// ReasonConnectionNotReady: the referenced connection is missing or invalid, or its credentials are missing.
+	ReasonConnectionNotReady = "ConnectionNotReady"
+	// ReasonConnectionNotAllowed: a ClusterVaultConnection's namespaceSelector does not admit the namespace.
+	ReasonConnectionNotAllowed = "ConnectionNotAllowed"
+	// ReasonAuthenticationFailed: no token could be obtained, or Key Vault refused it (401).
+	ReasonAuthenticationFailed = "AuthenticationFailed"
+	// ReasonAccessDenied: Key Vault answered 403 (role, access policy, firewall or Azure Policy).
+	ReasonAccessDenied = "AccessDenied"
+	// ReasonCertificateNotFound: the certificate or the pinned version does not exist.
+	ReasonCertificateNotFound = "CertificateNotFound"
+	// ReasonCertificateDisabled: the wanted version is disabled in Key Vault.
+	ReasonCertificateDisabled = "CertificateDisabled"
+	// ReasonCertificateSoftDeleted: the certificate name is soft-deleted and can be recovered or purged.
+	ReasonCertificateSoftDeleted = "CertificateSoftDeleted"
+	// ReasonKeyNotExportable: the certificate's key is not exportable, so Key Vault returns no private key.
+	ReasonKeyNotExportable = "KeyNotExportable"
+	// ReasonInvalidCertificate: the key does not match, the chain does not link, or the value cannot be decoded.
+	ReasonInvalidCertificate = "InvalidCertificate"
+	// ReasonThrottled: Key Vault answered 429; vaultcert waits for the pause to end.
+	ReasonThrottled = "Throttled"
+	// ReasonSecretConflict: a Secret of that name exists and is not managed by vaultcert.
+	ReasonSecretConflict = "SecretConflict"
+	// ReasonIssuing: Key Vault is creating the certificate.
+	ReasonIssuing = "Issuing"
+	// ReasonIssuanceFailed: Key Vault's certificate operation failed or was cancelled.
+	ReasonIssuanceFailed = "IssuanceFailed"
+	// ReasonKeyVaultError: any other Key Vault or network failure; retried with backoff.
+	ReasonKeyVaultError = "KeyVaultError"
+	// ReasonInvalidSpec: the spec cannot be acted on (e.g. a PKCS12 output without its password Secret).
+	ReasonInvalidSpec = "InvalidSpec"
+)
+
+// Labels and annotations written by vaultcert.
+const (
+	// LabelManagedBy marks Secrets written by vaultcert (value ManagedByValue).
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy on vaultcert's Secrets.
+	ManagedByValue = "vaultcert"
+	// LabelCertificate names the VaultCertificate that owns a Secret.
+	LabelCertificate = "vaultcert.io/certificate"
+	// AnnotationVersion is the Key Vault version held by the Secret.
+	AnnotationVersion = "vaultcert.io/version"
+	// AnnotationThumbprint is the SHA-1 thumbprint (upper-case hex) of the leaf in the Secret.
+	AnnotationThumbprint = "vaultcert.io/thumbprint"
+	// AnnotationNotAfter is the leaf's expiry, RFC 3339.
+	AnnotationNotAfter = "vaultcert.io/not-after"
+	// AnnotationVaultURL is the vault the Secret came from.
+	AnnotationVaultURL = "vaultcert.io/vault-url"
+	// AnnotationCertificateName is the certificate's name in Key Vault.
+	AnnotationCertificateName = "vaultcert.io/certificate-name"
+	// AnnotationSpecHash is a hash of the spec fields that shape the Secret, so a spec change rewrites it.
+	AnnotationSpecHash = "vaultcert.io/spec-hash"
+	// AnnotationRenew requests one new version per distinct value (used with issuance).
+	AnnotationRenew = "vaultcert.io/renew"
+)
+
+// FieldManager is the server-side apply field owner of everything vaultcert writes.
+const FieldManager = "vaultcert"
+
+// AnnotationRefresh asks for an immediate refresh from Key Vault: any new value triggers one reconcile,
+// like `kubectl annotate vcert web vaultcert.io/refresh="$(date +%s)" --overwrite`.
+const AnnotationRefresh = "vaultcert.io/refresh"
