@@ -1,0 +1,132 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/keyvault"
+)
+
+// ReasonConnected is the connection Ready reason when the vault answered the credentials.
+const ReasonConnected = "Connected"
+
+// ConnectionReconciler sets Ready on VaultConnections and ClusterVaultConnections by asking the vault once.
+type ConnectionReconciler struct {
+	// Client reads and writes connections.
+	client.Client
+	// APIReader reads credential Secrets.
+	APIReader client.Reader
+	// Factory builds Key Vault clients; the client built here is the one certificates reuse.
+	Factory ClientFactory
+	// RecheckInterval is how often a connection is re-checked.
+	RecheckInterval time.Duration
+}
+
+// +kubebuilder:rbac:groups=vaultcert.io,resources=vaultconnections;clustervaultconnections,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vaultcert.io,resources=vaultconnections/status;clustervaultconnections/status,verbs=get;update;patch
+
+// namespacedConnectionReconciler reconciles VaultConnections.
+type namespacedConnectionReconciler struct{ *ConnectionReconciler }
+
+// clusterConnectionReconciler reconciles ClusterVaultConnections.
+type clusterConnectionReconciler struct{ *ConnectionReconciler }
+
+// Reconcile checks one VaultConnection.
+func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var conn vaultcertv1.VaultConnection
+	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := conn.DeepCopy()
+	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
+	resolved, err := resolver.forNamespaced(ctx, &conn)
+	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
+	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
+}
+
+// Reconcile checks one ClusterVaultConnection.
+func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var conn vaultcertv1.ClusterVaultConnection
+	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := conn.DeepCopy()
+	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
+	resolved, err := resolver.forCluster(ctx, &conn)
+	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
+	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
+}
+
+// check asks the vault once (list one certificate) and sets Ready.
+func (r *ConnectionReconciler) check(ctx context.Context, resolved *resolvedConnection, resolveErr error, st *vaultcertv1.ConnectionStatus, generation int64) ctrl.Result {
+	st.ObservedGeneration = generation
+	set := func(status metav1.ConditionStatus, reason, message string) {
+		setCondition(&st.Conditions, generation, vaultcertv1.ConditionReady, status, reason, message)
+	}
+	if resolveErr != nil {
+		f := classify(resolveErr, "the connection")
+		set(metav1.ConditionFalse, f.reason, f.message)
+		return ctrl.Result{RequeueAfter: r.RecheckInterval}
+	}
+	kv, err := r.Factory.Client(resolved.key, resolved.config)
+	if err != nil {
+		set(metav1.ConditionFalse, vaultcertv1.ReasonConnectionNotReady, err.Error())
+		return ctrl.Result{RequeueAfter: r.RecheckInterval}
+	}
+	err = kv.CheckAccess(ctx)
+	var forbidden *keyvault.ForbiddenError
+	switch {
+	case err == nil:
+		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf("%s answered the connection's credentials", resolved.config.VaultURL))
+	case asForbidden(err, &forbidden) && forbidden.InnerCode != "ForbiddenByFirewall":
+		// The identity authenticated; it may hold roles on single certificates only, which is a valid setup.
+		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf(
+			"%s accepted the credentials but the identity may not list certificates (%v); certificates it may read individually will sync", resolved.config.VaultURL, err))
+	default:
+		f := classify(err, resolved.config.VaultURL)
+		set(metav1.ConditionFalse, f.reason, f.message)
+		if f.retryAfter > 0 {
+			return ctrl.Result{RequeueAfter: jitter(f.retryAfter, 0.2)}
+		}
+	}
+	return ctrl.Result{RequeueAfter: jitter(r.RecheckInterval, refreshJitter)}
+}
+
+func asForbidden(err error, target **keyvault.ForbiddenError) bool { return errors.As(err, target) }
+
+// patchStatus writes the status when it changed.
+func (r *ConnectionReconciler) patchStatus(ctx context.Context, obj client.Object, before client.Object, old, now vaultcertv1.ConnectionStatus, result ctrl.Result) (ctrl.Result, error) {
+	if equality.Semantic.DeepEqual(old, now) {
+		return result, nil
+	}
+	if err := r.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	return result, nil
+}
+
+// SetupWithManager registers both connection reconcilers.
+func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.RecheckInterval <= 0 {
+		r.RecheckInterval = 10 * time.Minute
+	}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("vaultconnection").
+		For(&vaultcertv1.VaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(namespacedConnectionReconciler{r}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).Named("clustervaultconnection").
+		For(&vaultcertv1.ClusterVaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(clusterConnectionReconciler{r})
+}

@@ -1,0 +1,93 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/keyvault"
+	"github.com/vaultcert/vaultcert/internal/pki"
+)
+
+// failure is a classified reconcile failure: the Ready reason, a message saying what to fix, and how to retry.
+type failure struct {
+	reason  string
+	message string
+	// transient failures keep Ready=True while the Secret holds a valid certificate and retry with backoff.
+	transient bool
+	// retryAfter, when set, is the server's or the governor's pause (throttling).
+	retryAfter time.Duration
+	err        error
+}
+
+// Error returns the message.
+func (f *failure) Error() string { return f.message }
+
+// Unwrap returns the cause.
+func (f *failure) Unwrap() error { return f.err }
+
+// classify maps any error of the sync path to a failure. what describes the object being read, e.g.
+// `certificate "web" in https://myvault.vault.azure.net/`.
+func classify(err error, what string) *failure {
+	var (
+		f      *failure
+		ce     *connectionError
+		thr    *keyvault.ThrottledError
+		forbid *keyvault.ForbiddenError
+		conf   *keyvault.ConflictError
+	)
+	switch {
+	case errors.As(err, &f):
+		return f
+	case errors.As(err, &ce):
+		return &failure{reason: ce.reason, message: ce.message, err: err}
+	case errors.As(err, &thr):
+		return &failure{reason: vaultcertv1.ReasonThrottled, transient: true, retryAfter: thr.RetryAfter, err: err,
+			message: fmt.Sprintf("Key Vault is throttling requests (429) while reading %s; vaultcert pauses this vault and retries: %v", what, err)}
+	case keyvault.IsAuthentication(err):
+		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
+			message: fmt.Sprintf("the connection's identity could not get a token from Entra ID: %v; check tenantID, clientID and the credential in the referenced Secret", err)}
+	case keyvault.IsUnauthorized(err):
+		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
+			message: fmt.Sprintf("Key Vault refused the connection's token reading %s: %v; check that tenantID is the vault's tenant", what, err)}
+	case keyvault.IsDisabled(err):
+		return &failure{reason: vaultcertv1.ReasonCertificateDisabled, err: err,
+			message: fmt.Sprintf("%s is disabled in Key Vault: %v; enable the version or pin another one", what, err)}
+	case errors.As(err, &forbid):
+		return &failure{reason: vaultcertv1.ReasonAccessDenied, err: err, message: forbiddenMessage(forbid, what)}
+	case keyvault.IsNotFound(err):
+		return &failure{reason: vaultcertv1.ReasonCertificateNotFound, err: err,
+			message: fmt.Sprintf("%s was not found: check spec.certificateName and spec.version, or that it was not deleted (%v)", what, err)}
+	case errors.As(err, &conf) && conf.InnerCode == "ObjectIsDeletedButRecoverable":
+		return &failure{reason: vaultcertv1.ReasonCertificateSoftDeleted, err: err,
+			message: fmt.Sprintf("%s is soft-deleted in Key Vault: recover it (az keyvault certificate recover) or purge it, or set spec.issuance.recoverSoftDeleted: true", what)}
+	case errors.Is(err, pki.ErrNoPrivateKey):
+		return &failure{reason: vaultcertv1.ReasonKeyNotExportable, err: err,
+			message: fmt.Sprintf("Key Vault returned no private key for %s: its policy has exportable=false, and a non-exportable key can never be read; re-create the certificate with key_props.exportable=true", what)}
+	case errors.Is(err, pki.ErrKeyMismatch), errors.Is(err, pki.ErrChainBroken), errors.Is(err, pki.ErrMalformed):
+		return &failure{reason: vaultcertv1.ReasonInvalidCertificate, err: err,
+			message: fmt.Sprintf("%s is not usable: %v; the Secret keeps its last good certificate", what, err)}
+	default:
+		return &failure{reason: vaultcertv1.ReasonKeyVaultError, transient: true, err: err,
+			message: fmt.Sprintf("reading %s failed: %v; retrying with backoff", what, err)}
+	}
+}
+
+// forbiddenMessage names the missing permission, role, firewall rule or policy for a 403.
+func forbiddenMessage(e *keyvault.ForbiddenError, what string) string {
+	need := "the 'Key Vault Certificate User' role (certificate metadata)"
+	if e.Operation == "GetSecret" {
+		need = "the 'Key Vault Secrets User' role (the private key is read from the certificate's secret)"
+	}
+	switch e.InnerCode {
+	case "ForbiddenByFirewall":
+		return fmt.Sprintf("Key Vault's firewall blocks the controller reading %s (%v): add the cluster's egress address to the vault's network rules, or reach the vault through a private endpoint", what, e)
+	case "ForbiddenByPolicy":
+		return fmt.Sprintf("an Azure Policy assignment denies reading %s (%v): ask the policy owner for an exemption", what, e)
+	case "AccessDenied":
+		return fmt.Sprintf("the vault's access policy does not let the connection's identity read %s (%v): grant it certificates get/list and secrets get, or move the vault to Azure RBAC and assign %s", what, e, need)
+	default:
+		return fmt.Sprintf("the connection's identity may not read %s (%v): assign it %s on the vault or on the certificate", what, e, need)
+	}
+}

@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"math/rand/v2"
+	"time"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+)
+
+const (
+	// defaultRefreshInterval applies when spec.refreshInterval is unset (the CRD defaults it too).
+	defaultRefreshInterval = time.Hour
+	// minRefreshInterval guards against a spec that bypassed validation.
+	minRefreshInterval = time.Minute
+	// refreshJitter spreads refreshes of many certificates over up to this share of the interval, so that
+	// certificates created together do not hit Key Vault together forever after.
+	refreshJitter = 0.1
+)
+
+// refreshInterval is the spec's interval, defaulted and floored.
+func refreshInterval(vc *vaultcertv1.VaultCertificate) time.Duration {
+	d := defaultRefreshInterval
+	if vc.Spec.RefreshInterval != nil {
+		d = vc.Spec.RefreshInterval.Duration
+	}
+	return max(d, minRefreshInterval)
+}
+
+// jitter adds up to frac of d, never subtracts: a refresh may come late, never early.
+func jitter(d time.Duration, frac float64) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration(rand.Float64()*frac*float64(d))
+}
+
+// renewalTime is when the certificate is expected to be renewed: two thirds into its lifetime (cert-manager's
+// default), unless Key Vault's lifetime action says otherwise.
+func renewalTime(notBefore, notAfter time.Time, lifetimePercentage, daysBeforeExpiry int32) time.Time {
+	lifetime := notAfter.Sub(notBefore)
+	switch {
+	case daysBeforeExpiry > 0:
+		return notAfter.Add(-time.Duration(daysBeforeExpiry) * 24 * time.Hour)
+	case lifetimePercentage > 0:
+		return notBefore.Add(lifetime * time.Duration(lifetimePercentage) / 100)
+	default:
+		return notBefore.Add(lifetime * 2 / 3)
+	}
+}
+
+// nextCheck is when Key Vault should next be asked: the refresh interval, or the renewal time when that comes
+// sooner (a renewed version should reach the Secret promptly). A renewal time already past does not shorten
+// the interval, or a certificate Key Vault does not renew would be polled in a hot loop.
+func nextCheck(now time.Time, interval time.Duration, renewal time.Time) time.Duration {
+	next := interval
+	if until := renewal.Sub(now); until > 0 && until < next {
+		next = until
+	}
+	return next
+}

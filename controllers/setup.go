@@ -1,0 +1,75 @@
+package controllers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+)
+
+// connectionIndex indexes VaultCertificates by the connection they use ("VaultConnection/ns/name" or
+// "ClusterVaultConnection/name"), so a connection change wakes exactly its certificates.
+const connectionIndex = "vaultcert.io/connection"
+
+// connectionKeyOf is the index value of a VaultCertificate.
+func connectionKeyOf(vc *vaultcertv1.VaultCertificate) string {
+	if vc.Spec.ConnectionRef.Kind == vaultcertv1.ClusterVaultConnectionKind {
+		return "ClusterVaultConnection/" + vc.Spec.ConnectionRef.Name
+	}
+	return "VaultConnection/" + vc.Namespace + "/" + vc.Spec.ConnectionRef.Name
+}
+
+// SetupWithManager registers the reconciler, its index and its watches.
+func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	registerMetrics()
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &vaultcertv1.VaultCertificate{}, connectionIndex,
+		func(o client.Object) []string { return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))} }); err != nil {
+		return err
+	}
+	byConnection := func(key func(client.Object) string) handler.EventHandler {
+		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			var list vaultcertv1.VaultCertificateList
+			if err := r.List(ctx, &list, client.MatchingFields{connectionIndex: key(o)}); err != nil {
+				return nil
+			}
+			reqs := make([]reconcile.Request, 0, len(list.Items))
+			for _, vc := range list.Items {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}})
+			}
+			return reqs
+		})
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("vaultcertificate").
+		WithOptions(opts).
+		For(&vaultcertv1.VaultCertificate{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// The manager's cache holds only Secrets labelled managed-by=vaultcert (see main.go), so this watch sees
+		// vaultcert's Secrets, not every Secret in the cluster; a deleted or edited one is repaired.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToCertificate)).
+		Watches(&vaultcertv1.VaultConnection{}, byConnection(func(o client.Object) string {
+			return "VaultConnection/" + o.GetNamespace() + "/" + o.GetName()
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&vaultcertv1.ClusterVaultConnection{}, byConnection(func(o client.Object) string {
+			return "ClusterVaultConnection/" + o.GetName()
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}
+
+// secretToCertificate maps a managed Secret to the VaultCertificate named in its label.
+func secretToCertificate(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[vaultcertv1.LabelCertificate]
+	if name == "" || o.GetLabels()[vaultcertv1.LabelManagedBy] != vaultcertv1.ManagedByValue {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}

@@ -1,0 +1,351 @@
+// Package controllers holds vaultcert's reconcilers: VaultCertificate (Key Vault certificate -> TLS Secret)
+// and the connection reconcilers, with the small pure helpers they use (sync checks, Secret encoding,
+// requeue maths, error classification).
+package controllers
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/keyvault"
+	"github.com/vaultcert/vaultcert/internal/pki"
+)
+
+// ClientFactory hands out Key Vault clients cached per connection; keyvault.Factory implements it.
+type ClientFactory interface {
+	// Client returns the client for a connection key, rebuilt when cfg changed.
+	Client(key string, cfg keyvault.Config) (keyvault.Client, error)
+}
+
+// VaultCertificateReconciler keeps each VaultCertificate's Secret in step with Key Vault.
+type VaultCertificateReconciler struct {
+	// Client reads through the manager's cache (Secrets: only vaultcert-managed ones) and writes.
+	client.Client
+	// APIReader reads what the cache does not hold: unmanaged Secrets (conflict check), credential and
+	// password Secrets.
+	APIReader client.Reader
+	// Recorder emits events.
+	Recorder events.EventRecorder
+	// Factory builds Key Vault clients.
+	Factory ClientFactory
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// TerminalRetry is how long to wait before retrying a failure that needs a human fix (not found, access
+	// denied, invalid certificate). It is capped by the refresh interval.
+	TerminalRetry time.Duration
+}
+
+// +kubebuilder:rbac:groups=vaultcert.io,resources=vaultcertificates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=vaultcert.io,resources=vaultcertificates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile loads the VaultCertificate, runs the sync and writes its status once.
+func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var vc vaultcertv1.VaultCertificate
+	if err := r.Get(ctx, req.NamespacedName, &vc); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetCertificateMetrics(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !vc.DeletionTimestamp.IsZero() {
+		// The owned Secret (deletionPolicy Delete) goes with garbage collection; Retain keeps it.
+		return ctrl.Result{}, nil
+	}
+	before := vc.DeepCopy()
+	result, err := r.reconcile(ctx, &vc)
+	vc.Status.ObservedGeneration = vc.Generation
+	r.recordMetrics(&vc)
+	if !equality.Semantic.DeepEqual(before.Status, vc.Status) {
+		if perr := r.Status().Patch(ctx, &vc, client.MergeFrom(before)); perr != nil {
+			if apierrors.IsNotFound(perr) {
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, perr
+		}
+	}
+	return result, err
+}
+
+// reconcile runs the flow of DESIGN.md: connection -> certificate metadata -> sync checks -> (secret fetch,
+// decode, validate, apply) -> status -> requeue.
+func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcertv1.VaultCertificate) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	now := r.now()
+
+	secret, err := r.currentSecret(ctx, vc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if secret != nil && !isManagedBy(secret, vc) {
+		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonSecretConflict, message: fmt.Sprintf(
+			"Secret %s/%s exists and is not managed by this VaultCertificate (label %s=%s, %s=%s); vaultcert never overwrites it: delete it, or choose another spec.secretName",
+			vc.Namespace, vc.Spec.SecretName, vaultcertv1.LabelManagedBy, vaultcertv1.ManagedByValue, vaultcertv1.LabelCertificate, vc.Name)})
+	}
+
+	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
+	conn, err := resolver.forCertificate(ctx, vc)
+	if err != nil {
+		return r.fail(ctx, vc, secret, classify(err, "the connection"))
+	}
+	kv, err := r.Factory.Client(conn.key, conn.config)
+	if err != nil {
+		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonConnectionNotReady, err: err,
+			message: fmt.Sprintf("cannot use %s: %v", vc.Spec.ConnectionRef.Name, err)})
+	}
+
+	what := fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.config.VaultURL)
+	if vc.Spec.Version != "" {
+		what = fmt.Sprintf("version %s of %s", vc.Spec.Version, what)
+	}
+	cert, err := kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
+	if err != nil {
+		return r.fail(ctx, vc, secret, classify(err, what))
+	}
+	if !cert.Enabled {
+		held := "no version"
+		if secret != nil && secret.Annotations[vaultcertv1.AnnotationVersion] != "" {
+			held = "version " + secret.Annotations[vaultcertv1.AnnotationVersion]
+		}
+		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonCertificateDisabled, message: fmt.Sprintf(
+			"version %s of %s is disabled in Key Vault; the Secret keeps %s: enable the version, or pin an enabled one in spec.version",
+			cert.Version, what, held)})
+	}
+
+	password, passwordVersion, err := r.pkcs12Password(ctx, vc)
+	if err != nil {
+		return r.fail(ctx, vc, secret, classify(err, what))
+	}
+	in := &syncInput{vc: vc, secret: secret, cert: cert, specHash: specHash(&vc.Spec, passwordVersion)}
+	if why, detail, needed := needsSync(in); needed {
+		log.V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
+		if err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != "", what); err != nil {
+			return r.fail(ctx, vc, secret, classify(err, fmt.Sprintf("version %s of %s", cert.Version, what)))
+		}
+		vc.Status.LastSyncTime = &metav1.Time{Time: now}
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonSynced, "Sync",
+			"Secret %s now holds version %s (%s: %s)", vc.Spec.SecretName, cert.Version, why, detail)
+		syncTotal.WithLabelValues("written").Inc()
+		if why == "VersionChanged" {
+			r.restartTargets(ctx, vc, cert.Version)
+		}
+	} else {
+		syncTotal.WithLabelValues("unchanged").Inc()
+	}
+
+	r.setCertificateStatus(vc, cert, now)
+	interval := refreshInterval(vc)
+	next := jitter(nextCheck(now, interval, vc.Status.RenewalTime.Time), refreshJitter)
+	vc.Status.NextRefreshTime = &metav1.Time{Time: now.Add(next).Truncate(time.Second)}
+	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionTrue, vaultcertv1.ReasonSynced,
+		fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, what,
+			vc.Status.NotAfter.UTC().Format(time.RFC3339)))
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// writeSecret fetches the key material of exactly cert.Version, validates it and applies the Secret.
+// Any failure leaves the existing Secret untouched.
+func (r *VaultCertificateReconciler) writeSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate, existing *corev1.Secret,
+	kv keyvault.Client, cert *keyvault.Certificate, hash, password string, hasPassword bool, what string) error {
+	kvSecret, err := kv.GetSecret(ctx, vc.Spec.CertificateName, cert.Version)
+	if err != nil {
+		return err
+	}
+	bundle, err := pki.Decode(kvSecret.ContentType, kvSecret.Value)
+	if err != nil {
+		return err
+	}
+	if cert.Thumbprint != "" && pki.Thumbprint(bundle.Leaf) != cert.Thumbprint {
+		return fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
+			pki.Thumbprint(bundle.Leaf), cert.Thumbprint, pki.ErrKeyMismatch)
+	}
+	if err := bundle.Verify(r.now()); err != nil {
+		return err
+	}
+	out := &secretOutput{bundle: bundle, version: cert.Version, vaultURL: kv.VaultURL(), specHash: hash,
+		pkcs12Pass: password, hasPKCS12PW: hasPassword}
+	data, err := secretData(&vc.Spec, out)
+	if err != nil {
+		return err
+	}
+	if existing != nil && existing.Type != corev1.SecretTypeTLS {
+		// A Secret's type is immutable: a managed Secret of another type is replaced.
+		if err := r.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return r.Apply(ctx, secretApplyConfig(vc, out, data), client.FieldOwner(vaultcertv1.FieldManager), client.ForceOwnership)
+}
+
+// currentSecret returns the Secret named by spec.secretName, or nil. The cache holds only managed Secrets, so a
+// miss is confirmed against the API server: an unmanaged Secret of that name must be seen to be left alone.
+func (r *VaultCertificateReconciler) currentSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate) (*corev1.Secret, error) {
+	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Spec.SecretName}
+	var secret corev1.Secret
+	err := r.Get(ctx, key, &secret)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, &secret)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &secret, nil
+}
+
+// pkcs12Password reads the password of a PKCS12 output, and that Secret's resourceVersion (so a changed password
+// rewrites the keystore).
+func (r *VaultCertificateReconciler) pkcs12Password(ctx context.Context, vc *vaultcertv1.VaultCertificate) (string, string, error) {
+	for _, f := range vc.Spec.AdditionalOutputFormats {
+		if f.Type != vaultcertv1.OutputPKCS12 || f.PasswordSecretRef == nil {
+			continue
+		}
+		ref := f.PasswordSecretRef
+		k := ref.Key
+		if k == "" {
+			k = "password"
+		}
+		var s corev1.Secret
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: vc.Namespace, Name: ref.Name}, &s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return "", "", &failure{reason: vaultcertv1.ReasonInvalidSpec,
+					message: fmt.Sprintf("the PKCS12 password Secret %s/%s does not exist: create it with key %q", vc.Namespace, ref.Name, k)}
+			}
+			return "", "", err
+		}
+		pw, ok := s.Data[k]
+		if !ok {
+			return "", "", &failure{reason: vaultcertv1.ReasonInvalidSpec,
+				message: fmt.Sprintf("the PKCS12 password Secret %s/%s has no key %q", vc.Namespace, ref.Name, k)}
+		}
+		return string(pw), s.ResourceVersion, nil
+	}
+	return "", "", nil
+}
+
+// setCertificateStatus fills the status from Key Vault's metadata of the version now in the Secret.
+func (r *VaultCertificateReconciler) setCertificateStatus(vc *vaultcertv1.VaultCertificate, cert *keyvault.Certificate, now time.Time) {
+	st := &vc.Status
+	st.Version = cert.Version
+	st.Thumbprint = cert.Thumbprint
+	notBefore, notAfter := cert.NotBefore, cert.Expires
+	if leaf, err := x509.ParseCertificate(cert.CER); err == nil {
+		st.Subject = leaf.Subject.String()
+		st.DNSNames = leaf.DNSNames
+		notBefore, notAfter = leaf.NotBefore, leaf.NotAfter
+		if st.Thumbprint == "" {
+			st.Thumbprint = pki.Thumbprint(leaf)
+		}
+	}
+	st.NotBefore = &metav1.Time{Time: notBefore}
+	st.NotAfter = &metav1.Time{Time: notAfter}
+	st.RenewalTime = &metav1.Time{Time: renewalTime(notBefore, notAfter, 0, 0)}
+	if st.LastSyncTime == nil {
+		st.LastSyncTime = &metav1.Time{Time: now}
+	}
+}
+
+// fail records a classified failure: condition, event, metric, and how to retry. A Secret that already holds a
+// valid certificate keeps Ready=True through a transient failure; the failure shows in the message.
+func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret, f *failure) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	ready := readyCondition(vc)
+	status, reason, message := metav1.ConditionFalse, f.reason, f.message
+	if f.transient && ready != nil && ready.Status == metav1.ConditionTrue && secretHoldsValidCertificate(secret, vc) {
+		status, reason = metav1.ConditionTrue, ready.Reason
+		message = fmt.Sprintf("Secret %s still holds valid version %s; the last refresh failed: %s", vc.Spec.SecretName, vc.Status.Version, f.message)
+	}
+	changed := ready == nil || ready.Reason != reason || ready.Status != status || !sameFailure(ready.Message, message)
+	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, status, reason, message)
+	syncTotal.WithLabelValues(f.reason).Inc()
+	if changed {
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, f.reason, "Sync", "%s", f.message)
+	}
+	log.Info("sync failed", "reason", f.reason, "message", f.message)
+
+	switch {
+	case f.retryAfter > 0 || f.reason == vaultcertv1.ReasonThrottled:
+		wait := max(f.retryAfter, time.Second)
+		return ctrl.Result{RequeueAfter: jitter(wait, 0.2)}, nil
+	case f.transient:
+		// Backoff comes from the controller's rate limiter (min/max retry-delay flags).
+		return ctrl.Result{}, f
+	default:
+		wait := min(r.TerminalRetry, refreshInterval(vc))
+		if wait <= 0 {
+			wait = refreshInterval(vc)
+		}
+		return ctrl.Result{RequeueAfter: jitter(wait, refreshJitter)}, nil
+	}
+}
+
+// sameFailure compares messages while ignoring request IDs and timestamps that differ on every try, so a
+// repeated failure does not produce an event per try.
+func sameFailure(a, b string) bool {
+	cut := func(s string) string {
+		if i := strings.Index(s, "RequestId"); i >= 0 {
+			return s[:i]
+		}
+		return s
+	}
+	return cut(a) == cut(b)
+}
+
+// secretHoldsValidCertificate reports whether the managed Secret holds a key and certificate that match.
+func secretHoldsValidCertificate(secret *corev1.Secret, vc *vaultcertv1.VaultCertificate) bool {
+	if secret == nil || !isManagedBy(secret, vc) {
+		return false
+	}
+	_, err := pki.ParseTLS(secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey])
+	return err == nil
+}
+
+// readyCondition returns a copy of the Ready condition, or nil.
+func readyCondition(vc *vaultcertv1.VaultCertificate) *metav1.Condition {
+	if c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionReady); c != nil {
+		cp := *c
+		return &cp
+	}
+	return nil
+}
+
+// recordMetrics exports readiness and expiry.
+func (r *VaultCertificateReconciler) recordMetrics(vc *vaultcertv1.VaultCertificate) {
+	ready := 0.0
+	if c := readyCondition(vc); c != nil && c.Status == metav1.ConditionTrue {
+		ready = 1
+	}
+	certificateReady.WithLabelValues(vc.Namespace, vc.Name).Set(ready)
+	if vc.Status.NotAfter != nil {
+		certificateExpiry.WithLabelValues(vc.Namespace, vc.Name).Set(float64(vc.Status.NotAfter.Unix()))
+	}
+}
+
+func (r *VaultCertificateReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,335 @@
+package fakevault
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// AdminHandler returns the JSON admin API (no authentication). The server always mounts it under
+// /admin/ on its own listener; the handler expects the full /admin/... paths.
+//
+//	GET    /admin/                                        {vaultURL, authorityHost, tenantId}
+//	GET    /admin/ca                                      the TLS CA (PEM)
+//	POST   /admin/certificates                            CertSpec (validity as "720h") -> Version
+//	GET    /admin/certificates/{n}                        latest Version
+//	DELETE /admin/certificates/{n}                        soft-delete
+//	POST   /admin/certificates/{n}/rotate                 -> Version
+//	POST   /admin/certificates/{n}/recover | /purge
+//	GET    /admin/certificates/{n}/versions               [Version] oldest first
+//	POST   /admin/certificates/{n}/versions/{v}/enabled   {"enabled":false} (v "latest" = latest)
+//	POST   /admin/certificates/{n}/versions/{v}/corrupt-key | /strip-key
+//	POST   /admin/faults                                  Fault (latency as "250ms"); GET lists; DELETE clears
+//	POST   /admin/limit                                   {"requestsPer10s":100,"sendRetryAfter":true,"window":"10s"}
+//	GET    /admin/counts, DELETE /admin/counts
+//	POST   /admin/identities                              {"clientId","clientSecret"} or {"clientId","certificatePem"}
+//	POST   /admin/restrictions                            {"clientId","certificateNames":[...]}
+//	POST   /admin/issuers                                 {"name"}
+//	POST   /admin/renewals                                -> {"renewed":n}
+//	POST   /admin/pending-duration                        {"duration":"30s"}
+//	POST   /admin/operations/{n}/fail                     {"code","message"}
+//	POST   /admin/tokens/revoke
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// Duration is a time.Duration that reads JSON strings ("1.5s") or numbers (nanoseconds) and
+// writes strings.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err == nil {
+		v, err := time.ParseDuration(str)
+		if err != nil {
+			return err
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return errors.New("duration must be a string like \"10s\" or a number of nanoseconds")
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+type adminSpec struct {
+	CertSpec
+	Validity Duration `json:"validity,omitempty"`
+}
+
+type adminFault struct {
+	Fault
+	Latency Duration `json:"latency,omitempty"`
+}
+
+// AdminVersion is the admin API's JSON view of a Version.
+type AdminVersion struct {
+	Name       string    `json:"name"`
+	Version    string    `json:"version"`
+	Thumbprint string    `json:"thumbprint"`
+	SecretID   string    `json:"secretId"`
+	Enabled    bool      `json:"enabled"`
+	Pending    bool      `json:"pending,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	DNSNames   []string  `json:"dnsNames,omitempty"`
+	NotBefore  time.Time `json:"notBefore,omitzero"`
+	NotAfter   time.Time `json:"notAfter,omitzero"`
+	ChainPEM   string    `json:"chainPem,omitempty"`
+}
+
+func adminVersion(v Version) AdminVersion {
+	a := AdminVersion{Name: v.Name, Version: v.Version, Thumbprint: v.Thumbprint, SecretID: v.SecretID, Enabled: v.Enabled, Pending: v.Pending}
+	if v.Leaf != nil {
+		a.Subject, a.DNSNames, a.NotBefore, a.NotAfter = v.Leaf.Subject.String(), v.Leaf.DNSNames, v.Leaf.NotBefore, v.Leaf.NotAfter
+	}
+	var b strings.Builder
+	for _, c := range v.Chain {
+		b.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+	}
+	a.ChainPEM = b.String()
+	return a
+}
+
+func adminJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func adminErr(w http.ResponseWriter, status int, err error) {
+	adminJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func adminDecode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		adminErr(w, http.StatusBadRequest, fmt.Errorf("invalid JSON body: %w", err))
+		return false
+	}
+	return true
+}
+
+func adminVersionArg(v string) string {
+	if v == "latest" || v == "-" {
+		return ""
+	}
+	return v
+}
+
+func (s *Server) newAdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	result := func(w http.ResponseWriter, v Version, err error) {
+		if err != nil {
+			adminErr(w, http.StatusBadRequest, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, adminVersion(v))
+	}
+	done := func(w http.ResponseWriter, err error) {
+		if err != nil {
+			adminErr(w, http.StatusBadRequest, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	}
+	mux.HandleFunc("GET /admin/{$}", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, map[string]string{"vaultURL": s.URL(), "authorityHost": s.AuthorityHost(), "tenantId": s.tenant})
+	})
+	mux.HandleFunc("GET /admin/ca", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(s.caPEM)
+	})
+	mux.HandleFunc("POST /admin/certificates", func(w http.ResponseWriter, r *http.Request) {
+		var spec adminSpec
+		if !adminDecode(w, r, &spec) {
+			return
+		}
+		spec.CertSpec.Validity = time.Duration(spec.Validity)
+		v, err := s.Seed(spec.CertSpec)
+		result(w, v, err)
+	})
+	mux.HandleFunc("GET /admin/certificates/{name}", func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.Latest(r.PathValue("name"))
+		if err != nil {
+			adminErr(w, http.StatusNotFound, err)
+			return
+		}
+		result(w, v, nil)
+	})
+	mux.HandleFunc("DELETE /admin/certificates/{name}", func(w http.ResponseWriter, r *http.Request) {
+		done(w, s.Delete(r.PathValue("name")))
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.Rotate(r.PathValue("name"))
+		result(w, v, err)
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/recover", func(w http.ResponseWriter, r *http.Request) {
+		done(w, s.Recover(r.PathValue("name")))
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/purge", func(w http.ResponseWriter, r *http.Request) {
+		done(w, s.Purge(r.PathValue("name")))
+	})
+	mux.HandleFunc("GET /admin/certificates/{name}/versions", func(w http.ResponseWriter, r *http.Request) {
+		vs, err := s.Versions(r.PathValue("name"))
+		if err != nil {
+			adminErr(w, http.StatusNotFound, err)
+			return
+		}
+		out := make([]AdminVersion, 0, len(vs))
+		for _, v := range vs {
+			out = append(out, adminVersion(v))
+		}
+		adminJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/versions/{version}/enabled", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Enabled *bool `json:"enabled"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		if body.Enabled == nil {
+			adminErr(w, http.StatusBadRequest, errors.New(`body must be {"enabled": true|false}`))
+			return
+		}
+		done(w, s.SetEnabled(r.PathValue("name"), adminVersionArg(r.PathValue("version")), *body.Enabled))
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/versions/{version}/corrupt-key", func(w http.ResponseWriter, r *http.Request) {
+		done(w, s.CorruptKey(r.PathValue("name"), adminVersionArg(r.PathValue("version"))))
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/versions/{version}/strip-key", func(w http.ResponseWriter, r *http.Request) {
+		done(w, s.StripKey(r.PathValue("name"), adminVersionArg(r.PathValue("version"))))
+	})
+	mux.HandleFunc("POST /admin/faults", func(w http.ResponseWriter, r *http.Request) {
+		var f adminFault
+		if !adminDecode(w, r, &f) {
+			return
+		}
+		f.Fault.Latency = time.Duration(f.Latency)
+		s.InjectFault(f.Fault)
+		done(w, nil)
+	})
+	mux.HandleFunc("GET /admin/faults", func(w http.ResponseWriter, r *http.Request) {
+		out := []adminFault{}
+		for _, f := range s.Faults() {
+			out = append(out, adminFault{Fault: f, Latency: Duration(f.Latency)})
+		}
+		adminJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("DELETE /admin/faults", func(w http.ResponseWriter, r *http.Request) {
+		s.ClearFaults()
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/limit", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			RequestsPer10s int      `json:"requestsPer10s"`
+			SendRetryAfter bool     `json:"sendRetryAfter"`
+			Window         Duration `json:"window"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		s.SetLimitWindow(time.Duration(body.Window))
+		s.SetLimit(body.RequestsPer10s, body.SendRetryAfter)
+		done(w, nil)
+	})
+	mux.HandleFunc("GET /admin/counts", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.Counts())
+	})
+	mux.HandleFunc("DELETE /admin/counts", func(w http.ResponseWriter, r *http.Request) {
+		s.ResetCounts()
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/identities", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			ClientID       string `json:"clientId"`
+			ClientSecret   string `json:"clientSecret"`
+			CertificatePEM string `json:"certificatePem"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		if body.ClientID == "" || (body.ClientSecret == "" && body.CertificatePEM == "") {
+			adminErr(w, http.StatusBadRequest, errors.New("clientId and clientSecret or certificatePem are required"))
+			return
+		}
+		if body.ClientSecret != "" {
+			s.AddClientSecret(body.ClientID, body.ClientSecret)
+		}
+		if body.CertificatePEM != "" {
+			blk, _ := pem.Decode([]byte(body.CertificatePEM))
+			if blk == nil {
+				adminErr(w, http.StatusBadRequest, errors.New("certificatePem holds no PEM block"))
+				return
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				adminErr(w, http.StatusBadRequest, err)
+				return
+			}
+			s.AddClientCertificate(body.ClientID, c)
+		}
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/restrictions", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			ClientID         string   `json:"clientId"`
+			CertificateNames []string `json:"certificateNames"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		s.Restrict(body.ClientID, body.CertificateNames...)
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/issuers", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Name string `json:"name"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		done(w, s.AddIssuer(body.Name))
+	})
+	mux.HandleFunc("POST /admin/renewals", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, map[string]int{"renewed": s.AdvanceRenewals()})
+	})
+	mux.HandleFunc("POST /admin/pending-duration", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Duration Duration `json:"duration"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		s.SetPendingDuration(time.Duration(body.Duration))
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/operations/{name}/fail", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		s.FailNextOperation(r.PathValue("name"), body.Code, body.Message)
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/tokens/revoke", func(w http.ResponseWriter, r *http.Request) {
+		s.RevokeTokens()
+		done(w, nil)
+	})
+	return mux
+}

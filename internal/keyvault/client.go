@@ -1,0 +1,84 @@
+// Package keyvault is vaultcert's only door to Azure Key Vault. It speaks certificates, not HTTP:
+// the controllers ask for a certificate's metadata or its key material and get domain values or typed
+// errors back. The implementation uses the official azcertificates, azsecrets and azidentity SDKs.
+package keyvault
+
+import (
+	"context"
+	"time"
+)
+
+// Client reads (and, for issuance, writes) certificates in one vault with one identity.
+// Every method passes the caller's context to the SDK and returns errors classified by Classify.
+type Client interface {
+	// VaultURL is the vault this client talks to, as configured.
+	VaultURL() string
+	// GetCertificate returns a certificate's metadata; version "" means the latest version.
+	GetCertificate(ctx context.Context, name, version string) (*Certificate, error)
+	// ListCertificateVersions returns every version of a certificate, in no particular order.
+	ListCertificateVersions(ctx context.Context, name string) ([]CertificateVersion, error)
+	// GetSecret returns the certificate-backed secret (the key material) of exactly that version.
+	GetSecret(ctx context.Context, name, version string) (*Secret, error)
+	// CheckAccess makes one cheap call (list one certificate) to prove the vault answers these credentials.
+	CheckAccess(ctx context.Context) error
+}
+
+// Certificate is the metadata Key Vault returns for one certificate version (no private key).
+type Certificate struct {
+	// Name is the certificate's name in the vault.
+	Name string
+	// Version is the 32-character version identifier.
+	Version string
+	// ID is the certificate identifier URL, with version.
+	ID string
+	// SecretID is the identifier URL of the certificate-backed secret that holds the key material.
+	SecretID string
+	// Thumbprint is the SHA-1 of the DER certificate, upper-case hex (Key Vault's x5t, decoded).
+	Thumbprint string
+	// CER is the DER encoding of the leaf certificate.
+	CER []byte
+	// Enabled says whether this version may be read.
+	Enabled bool
+	// NotBefore and Expires are the validity window; Created and Updated are Key Vault's timestamps.
+	NotBefore, Expires, Created, Updated time.Time
+	// ContentType is the secret's content type from the policy ("application/x-pkcs12" or
+	// "application/x-pem-file"); empty when the policy does not say.
+	ContentType string
+	// Exportable is the policy's key_props.exportable; nil when the policy does not say.
+	Exportable *bool
+	// Tags are the certificate's tags.
+	Tags map[string]string
+}
+
+// CertificateVersion is one entry of a certificate's version list.
+type CertificateVersion struct {
+	// Version is the version identifier.
+	Version string
+	// Thumbprint is the SHA-1 of the DER certificate, upper-case hex.
+	Thumbprint string
+	// Enabled says whether this version may be read.
+	Enabled bool
+	// Created is when Key Vault created the version.
+	Created time.Time
+	// NotBefore and Expires are the validity window.
+	NotBefore, Expires time.Time
+}
+
+// Secret is a certificate-backed secret: the certificate chain with its private key.
+// Value is sensitive: never log it, never put it in an error, event or status.
+type Secret struct {
+	// Version is the secret version, equal to the certificate version.
+	Version string
+	// ContentType is "application/x-pkcs12" (Value is base64 of a PFX) or "application/x-pem-file" (Value is PEM).
+	ContentType string
+	// Value is the secret value as Key Vault returned it.
+	Value string
+}
+
+// String keeps the value out of any accidental %v formatting.
+func (s *Secret) String() string {
+	return "keyvault.Secret{Version: " + s.Version + ", ContentType: " + s.ContentType + ", Value: <redacted>}"
+}
+
+// GoString keeps the value out of %#v formatting.
+func (s *Secret) GoString() string { return s.String() }

@@ -1,0 +1,251 @@
+package keyvault
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Defaults for the per-vault budget. Key Vault allows 4,000 GET/list transactions per vault per 10 s
+// (400/s); 200/s leaves room for other clients of the same vault and for secret reads counted separately.
+const (
+	// DefaultRequestsPerSecond is the per-vault steady rate.
+	DefaultRequestsPerSecond = 200
+	// DefaultBurst is the per-vault bucket size.
+	DefaultBurst = 100
+	// DefaultMaxWait is the longest a call waits for a token before failing fast with a ThrottledError.
+	DefaultMaxWait = 2 * time.Second
+	// DefaultBaseBackoff is the first pause after a 429 without a hint.
+	DefaultBaseBackoff = time.Second
+	// DefaultMaxBackoff caps the hint-less backoff (1, 2, 4, 8, 16 s).
+	DefaultMaxBackoff = 16 * time.Second
+)
+
+// Codes of the ThrottledErrors the Governor makes up itself (no request was sent).
+const (
+	// CodeVaultPaused is a call refused because the vault is paused after a 429.
+	CodeVaultPaused = "VaultPaused"
+	// CodeClientRateLimited is a call refused because the local budget would make it wait longer than MaxWait.
+	CodeClientRateLimited = "ClientRateLimited"
+)
+
+// GovernorOptions configures a Governor. Zero values take the defaults above.
+type GovernorOptions struct {
+	// RequestsPerSecond is the default steady rate per vault host.
+	RequestsPerSecond float64
+	// Burst is the default token bucket size per vault host.
+	Burst int
+	// MaxWait is the longest Wait blocks for a token; longer waits fail fast so no worker blocks for long.
+	MaxWait time.Duration
+	// BaseBackoff and MaxBackoff shape the pause after a 429 without a Retry-After hint.
+	BaseBackoff, MaxBackoff time.Duration
+	// Now is the clock used for pauses; nil means time.Now. The token bucket always uses real time.
+	Now func() time.Time
+	// Jitter returns a number in [0, 1) used to spread hint-less backoffs; nil means math/rand.
+	Jitter func() float64
+}
+
+// Governor is the process-wide rate governor: one token bucket and one pause per vault host, shared by
+// every connection and worker that talks to that vault. It is the only component that waits on 429s:
+// the SDK retry policy is configured not to retry them (see newRetryOptions).
+type Governor struct {
+	opts GovernorOptions
+
+	mu    sync.Mutex
+	hosts map[string]*hostState
+}
+
+// hostState is one vault's budget and pause.
+type hostState struct {
+	limiter     *rate.Limiter
+	pausedUntil time.Time
+	// throttles counts consecutive 429s; it drives the hint-less backoff and resets on success.
+	throttles int
+}
+
+// NewGovernor returns a Governor with opts' defaults.
+func NewGovernor(opts GovernorOptions) *Governor {
+	if opts.RequestsPerSecond <= 0 {
+		opts.RequestsPerSecond = DefaultRequestsPerSecond
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = DefaultBurst
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = DefaultMaxWait
+	}
+	if opts.BaseBackoff <= 0 {
+		opts.BaseBackoff = DefaultBaseBackoff
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = rand.Float64
+	}
+	return &Governor{opts: opts, hosts: map[string]*hostState{}}
+}
+
+// normalizeHost makes "Vault.Example:443" and "vault.example:443" one budget.
+func normalizeHost(host string) string { return strings.ToLower(host) }
+
+// state returns the host's state, creating it with the default budget. Callers hold g.mu.
+func (g *Governor) state(host string) *hostState {
+	host = normalizeHost(host)
+	s, ok := g.hosts[host]
+	if !ok {
+		s = &hostState{limiter: rate.NewLimiter(rate.Limit(g.opts.RequestsPerSecond), g.opts.Burst)}
+		g.hosts[host] = s
+	}
+	return s
+}
+
+// SetLimit overrides the budget of one vault host (a connection's rateLimit). Non-positive values keep
+// the Governor's default for that field. When several connections name the same vault, the last call wins.
+func (g *Governor) SetLimit(host string, requestsPerSecond float64, burst int) {
+	if requestsPerSecond <= 0 {
+		requestsPerSecond = g.opts.RequestsPerSecond
+	}
+	if burst <= 0 {
+		burst = g.opts.Burst
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state(host)
+	if s.limiter.Limit() != rate.Limit(requestsPerSecond) {
+		s.limiter.SetLimit(rate.Limit(requestsPerSecond))
+	}
+	if s.limiter.Burst() != burst {
+		s.limiter.SetBurst(burst)
+	}
+}
+
+// PausedUntil returns when requests to host may go out again; the zero time (or a past time) means now.
+// The controller requeues after it instead of blocking a worker.
+func (g *Governor) PausedUntil(host string) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s, ok := g.hosts[normalizeHost(host)]; ok {
+		return s.pausedUntil
+	}
+	return time.Time{}
+}
+
+// Wait admits one request to host. It fails fast with a *ThrottledError (no request should be sent) when
+// the host is paused, or when the token bucket would make the caller wait longer than MaxWait or past
+// ctx's deadline; otherwise it waits for a token, honouring ctx.
+func (g *Governor) Wait(ctx context.Context, host, operation string) error {
+	now := g.opts.Now()
+	g.mu.Lock()
+	s := g.state(host)
+	until := s.pausedUntil
+	lim := s.limiter
+	g.mu.Unlock()
+
+	if until.After(now) {
+		remaining := until.Sub(now)
+		return &ThrottledError{
+			ServiceError: ServiceError{
+				StatusCode: http.StatusTooManyRequests,
+				Code:       CodeVaultPaused,
+				Operation:  operation,
+				Message: fmt.Sprintf("requests to %s are paused for %s after Key Vault throttled them; nothing was sent",
+					host, remaining.Round(time.Millisecond)),
+			},
+			RetryAfter:  remaining,
+			PausedUntil: until,
+		}
+	}
+
+	r := lim.Reserve()
+	if !r.OK() {
+		// Only possible with a zero burst, which SetLimit never sets; treat as a local throttle.
+		return g.localThrottle(host, operation, g.opts.MaxWait)
+	}
+	delay := r.Delay()
+	if delay == 0 {
+		return nil
+	}
+	if delay > g.opts.MaxWait {
+		r.Cancel()
+		return g.localThrottle(host, operation, delay)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+		r.Cancel()
+		return g.localThrottle(host, operation, delay)
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return ctx.Err()
+	}
+}
+
+// localThrottle is the error for a request the local budget refused.
+func (g *Governor) localThrottle(host, operation string, wait time.Duration) error {
+	return &ThrottledError{
+		ServiceError: ServiceError{
+			StatusCode: http.StatusTooManyRequests,
+			Code:       CodeClientRateLimited,
+			Operation:  operation,
+			Message:    fmt.Sprintf("the client-side budget for %s is exhausted; nothing was sent", host),
+		},
+		RetryAfter: wait,
+	}
+}
+
+// Throttled records a 429 from host and pauses it: for hint when the server sent one, else for an
+// exponential backoff with jitter (BaseBackoff doubling per consecutive 429, capped at MaxBackoff).
+// A pause never shortens an existing one. It returns the end of the pause.
+func (g *Governor) Throttled(host string, hint time.Duration) time.Time {
+	now := g.opts.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state(host)
+	s.throttles++
+	pause := hint
+	if pause <= 0 {
+		pause = g.backoff(s.throttles)
+	}
+	if until := now.Add(pause); until.After(s.pausedUntil) {
+		s.pausedUntil = until
+	}
+	return s.pausedUntil
+}
+
+// backoff is the hint-less pause after n consecutive 429s: BaseBackoff * 2^(n-1) times a jitter factor
+// in [0.8, 1.2) (so processes sharing a vault do not return in the same instant), capped at MaxBackoff.
+func (g *Governor) backoff(n int) time.Duration {
+	d := g.opts.BaseBackoff
+	for i := 1; i < n && d < g.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = time.Duration(float64(d) * (0.8 + 0.4*g.opts.Jitter()))
+	if d > g.opts.MaxBackoff {
+		d = g.opts.MaxBackoff
+	}
+	return d
+}
+
+// Succeeded records a non-429 answer from host: the hint-less backoff starts again at BaseBackoff.
+// It does not cut a running pause short.
+func (g *Governor) Succeeded(host string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s, ok := g.hosts[normalizeHost(host)]; ok {
+		s.throttles = 0
+	}
+}
