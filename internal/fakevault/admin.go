@@ -74,17 +74,17 @@ type adminFault struct {
 
 // AdminVersion is the admin API's JSON view of a Version.
 type AdminVersion struct {
-	Name       string    `json:"name"`
-	Version    string    `json:"version"`
-	Thumbprint string    `json:"thumbprint"`
-	SecretID   string    `json:"secretId"`
-	Enabled    bool      `json:"enabled"`
-	Pending    bool      `json:"pending,omitempty"`
-	Subject    string    `json:"subject,omitempty"`
-	DNSNames   []string  `json:"dnsNames,omitempty"`
-	NotBefore  time.Time `json:"notBefore,omitzero"`
-	NotAfter   time.Time `json:"notAfter,omitzero"`
-	ChainPEM   string    `json:"chainPem,omitempty"`
+	Name       string    `json:"name"`               // certificate name
+	Version    string    `json:"version"`            // 32 hex characters
+	Thumbprint string    `json:"thumbprint"`         // SHA-1 of the leaf, upper-case hex
+	SecretID   string    `json:"secretId"`           // the secret's id (sid)
+	Enabled    bool      `json:"enabled"`            // enabled attribute
+	Pending    bool      `json:"pending,omitempty"`  // still being issued
+	Subject    string    `json:"subject,omitempty"`  // leaf subject
+	DNSNames   []string  `json:"dnsNames,omitempty"` // leaf DNS SANs
+	NotBefore  time.Time `json:"notBefore,omitzero"` // leaf validity start
+	NotAfter   time.Time `json:"notAfter,omitzero"`  // leaf validity end
+	ChainPEM   string    `json:"chainPem,omitempty"` // leaf first, up to the root
 }
 
 func adminVersion(v Version) AdminVersion {

@@ -29,8 +29,9 @@ const (
 // A fault with Status 0 and Kind "" only adds Latency (all such matching faults add up);
 // otherwise the first matching fault decides the answer.
 type Fault struct {
-	// Operation is an operation name (OpGetSecret...); "" matches every vault operation
-	// (not Token, Discovery or Challenge, which must be named explicitly).
+	// Operation is an operation name (OpGetSecret...); "" matches every authenticated vault
+	// operation. OpToken (the token endpoint) and OpChallenge (the unauthenticated first request)
+	// must be named explicitly; they support Status, Latency, FaultReset and FaultTimeout.
 	Operation string `json:"operation,omitempty"`
 	// Name is a certificate name (case-insensitive); "" matches any (and requests without a name).
 	Name string `json:"name,omitempty"`
@@ -302,15 +303,25 @@ func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 func (r *recorder) WriteHeader(status int)      { r.status = status }
 
 type counter struct {
-	mu sync.Mutex
-	m  map[string]int
+	mu     sync.Mutex
+	m      map[string]int // by operation
+	byName map[string]int // by operation + "\x00" + lower-case certificate name
 }
 
-func newCounter() *counter { return &counter{m: map[string]int{}} }
+func newCounter() *counter { return &counter{m: map[string]int{}, byName: map[string]int{}} }
 
 func (c *counter) add(op string) {
 	c.mu.Lock()
 	c.m[op]++
+	c.mu.Unlock()
+}
+
+func (c *counter) addNamed(op, name string) {
+	c.mu.Lock()
+	c.m[op]++
+	if name != "" {
+		c.byName[op+"\x00"+strings.ToLower(name)]++
+	}
 	c.mu.Unlock()
 }
 
@@ -340,10 +351,14 @@ func (s *Server) ResetCounts() {
 	s.counts.mu.Lock()
 	defer s.counts.mu.Unlock()
 	s.counts.m = map[string]int{}
+	s.counts.byName = map[string]int{}
 }
 
-// CountFor returns how many requests of an operation named one certificate since the last ResetCounts, so a
-// test can count its own certificate's calls while other certificates are being reconciled.
+// CountFor returns how many requests of an operation named one certificate (case-insensitive) since the
+// last ResetCounts, so a test can count its own certificate's calls while other certificates are being
+// reconciled. Counts() stays keyed by operation only.
 func (s *Server) CountFor(operation, name string) int {
-	return s.Count(operation + "/" + name)
+	s.counts.mu.Lock()
+	defer s.counts.mu.Unlock()
+	return s.counts.byName[operation+"\x00"+strings.ToLower(name)]
 }

@@ -180,3 +180,11 @@ func (c *fakeClock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+func readPayload(resp *http.Response) ([]byte, error) { return runtime.Payload(resp) }
+
+func readAll(resp *http.Response) ([]byte, error) { return io.ReadAll(resp.Body) }
+
+type azidentityAuthErr = azidentity.AuthenticationFailedError
+
+func errorsAsAuth(err error, target **azidentityAuthErr) bool { return errors.As(err, target) }

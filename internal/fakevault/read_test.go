@@ -360,7 +360,7 @@ func TestListCertificatesIncludePending(t *testing.T) {
 	c := newClients(t, s, nil, noRetry)
 	_, err := c.certs.CreateCertificate(ctx(t), "pend", azcertificates.CreateCertificateParameters{
 		CertificatePolicy: &azcertificates.CertificatePolicy{
-			IssuerParameters: &azcertificates.IssuerParameters{Name: to("Unknown")},
+			IssuerParameters:          &azcertificates.IssuerParameters{Name: to("Unknown")},
 			X509CertificateProperties: &azcertificates.X509CertificateProperties{Subject: to("CN=pend")},
 		},
 	}, nil)

@@ -87,16 +87,16 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:    opts,
-		now:     now,
-		tenant:  opts.TenantID,
-		closed:  make(chan struct{}),
-		certs:   map[string]*certificate{},
-		deleted: map[string]*deletedCert{},
-		issuers: map[string]*namedIssuer{},
-		seedCA:  seedCA,
-		faults:  newFaultSet(),
-		counts:  newCounter(),
+		opts:     opts,
+		now:      now,
+		tenant:   opts.TenantID,
+		closed:   make(chan struct{}),
+		certs:    map[string]*certificate{},
+		deleted:  map[string]*deletedCert{},
+		issuers:  map[string]*namedIssuer{},
+		seedCA:   seedCA,
+		faults:   newFaultSet(),
+		counts:   newCounter(),
 		failNext: map[string]opFailure{},
 	}
 	if s.auth, err = newAuthority(s.tenant); err != nil {

@@ -62,6 +62,31 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 	authz := r.Header.Get("Authorization")
 	if authz == "" {
 		s.counts.add(OpChallenge)
+		name := ""
+		if rt, e := resolve(r); e == nil {
+			name = rt.name
+		}
+		f, latency := s.faults.match(OpChallenge, name, true)
+		if latency > 0 && !s.sleep(r.Context(), latency) {
+			return
+		}
+		if f != nil {
+			switch strings.ToLower(f.Kind) {
+			case FaultReset:
+				resetConnection(w)
+				return
+			case FaultTimeout:
+				select {
+				case <-r.Context().Done():
+				case <-s.closed:
+				}
+				return
+			}
+			if f.Status != 0 {
+				s.writeFaultStatus(w, "", f)
+				return
+			}
+		}
 		s.writeChallenge(w, msgMissingToken)
 		return
 	}
@@ -77,8 +102,7 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.clientID = cl.AppID
-	s.counts.add(rt.op)
-	s.counts.add(rt.op + "/" + rt.name)
+	s.counts.addNamed(rt.op, rt.name)
 
 	f, latency := s.faults.match(rt.op, rt.name, false)
 	if latency > 0 && !s.sleep(r.Context(), latency) {

@@ -30,8 +30,13 @@ const maxValueBytes = 1 << 20
 //
 // The leaf is the certificate whose public key matches the private key; the
 // other certificates are ordered by issuer links whatever order they arrive
-// in, each link's signature checked. A certificate off the leaf's issuer path
-// fails with ErrChainBroken; exact duplicates are tolerated.
+// in (issuer DN equal to subject DN, and AuthorityKeyId equal to SubjectKeyId
+// when both are present), each link's signature checked with
+// CheckSignatureFrom. A self-signed top becomes Root; a self-signed leaf is
+// its own root and leaves Root nil. A certificate off the leaf's issuer path
+// fails with ErrChainBroken; exact duplicates are dropped.
+//
+// Errors wrap ErrNoPrivateKey, ErrKeyMismatch, ErrChainBroken or ErrMalformed.
 func Decode(contentType, value string) (*Bundle, error) {
 	if len(value) > maxValueBytes {
 		return nil, errorf(ErrMalformed, "the value is %d bytes; at most %d are supported", len(value), maxValueBytes)

@@ -237,6 +237,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"unsupported curve", ContentTypePEM, p224KeyAndCert(t), ErrMalformed, "P-224"},
 		{"unsupported key type", ContentTypePEM, ed25519KeyAndCert(t), ErrMalformed, "ed25519"},
 		{"unknown content type", "text/plain", key + certPEM(c.leaf.cert), ErrMalformed, "text/plain"},
+		{"value too large", ContentTypePEM, key + strings.Repeat("\n", maxValueBytes), ErrMalformed, "at most"},
+		{"pfx with an unsupported key type", ContentTypePKCS12, ed25519PFX(t), ErrMalformed, "ed25519"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

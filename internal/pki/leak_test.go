@@ -247,3 +247,14 @@ func ed25519KeyAndCert(t testing.TB) string {
 	self := mint(t, "ed25519", k, nil, certOpts{})
 	return keyPEM(t, k, "PRIVATE KEY") + certPEM(self.cert)
 }
+
+// ed25519PFX is a PFX holding an Ed25519 key and its self-signed certificate.
+func ed25519PFX(t testing.TB) string {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := mint(t, "ed25519", k, nil, certOpts{})
+	return pfxValue(t, k, self.cert)
+}

@@ -62,3 +62,27 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyMatches covers the nil and cross-type cases Decode never reaches.
+func TestKeyMatches(t *testing.T) {
+	t.Parallel()
+	rsaLeaf, ecLeaf := selfSigned(t, algRSA), selfSigned(t, algP256)
+	tests := []struct {
+		name string
+		ok   bool
+		got  bool
+	}{
+		{"rsa", true, KeyMatches(rsaLeaf.cert, rsaLeaf.key)},
+		{"ec", true, KeyMatches(ecLeaf.cert, ecLeaf.key)},
+		{"rsa key, ec certificate", false, KeyMatches(ecLeaf.cert, rsaLeaf.key)},
+		{"other ec key", false, KeyMatches(ecLeaf.cert, testKey(t, algP256, "other"))},
+		{"other curve", false, KeyMatches(ecLeaf.cert, testKey(t, algP384, "self"))},
+		{"nil certificate", false, KeyMatches(nil, rsaLeaf.key)},
+		{"nil key", false, KeyMatches(rsaLeaf.cert, nil)},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.ok {
+			t.Errorf("%s: KeyMatches = %v, want %v", tc.name, tc.got, tc.ok)
+		}
+	}
+}

@@ -74,17 +74,17 @@ func NewCA(name string) (*CA, error) {
 
 // Leaf describes the certificate to issue, in x509 terms.
 type Leaf struct {
-	Subject     pkix.Name
-	DNSNames    []string
-	IPAddresses []net.IP
-	Emails      []string
-	URIs        []*url.URL
+	Subject     pkix.Name  // subject (see ParseSubject)
+	DNSNames    []string   // DNS SANs
+	IPAddresses []net.IP   // IP SANs
+	Emails      []string   // email SANs
+	URIs        []*url.URL // URI SANs
 	// EKUs are dotted OIDs ("1.3.6.1.5.5.7.3.1"); nil means none.
 	EKUs []string
 	// KeyUsage is the x509 key usage bit set.
 	KeyUsage  x509.KeyUsage
-	NotBefore time.Time
-	NotAfter  time.Time
+	NotBefore time.Time // validity start
+	NotAfter  time.Time // validity end
 }
 
 // SelfSigned issues a self-signed leaf for key (CA:false, AKI = SKI, like the service's "Self" issuer).

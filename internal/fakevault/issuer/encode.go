@@ -68,7 +68,7 @@ func Encode(contentType string, key crypto.PrivateKey, certs []*x509.Certificate
 
 // Decoded is a key and certificates read from an import value.
 type Decoded struct {
-	Key   crypto.Signer
+	Key   crypto.Signer       // the private key (nil when the value has none)
 	Certs []*x509.Certificate // in the order they appear
 }
 

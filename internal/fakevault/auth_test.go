@@ -1,0 +1,194 @@
+package fakevault_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/vaultcert/vaultcert/internal/fakevault"
+)
+
+func clientCert(t *testing.T) (*x509.Certificate, *rsa.PrivateKey) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c, key
+}
+
+func TestClientCertificateCredential(t *testing.T) {
+	s := startServer(t)
+	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	cert, key := clientCert(t)
+	s.AddClientCertificate("cert-client", cert)
+	opts := &azidentity.ClientCertificateCredentialOptions{
+		ClientOptions: azcore.ClientOptions{
+			Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: s.AuthorityHost()},
+			Transport: s.HTTPClient(), Retry: noRetry,
+		},
+		DisableInstanceDiscovery: true,
+	}
+	cred, err := azidentity.NewClientCertificateCredential(s.TenantID(), "cert-client", []*x509.Certificate{cert}, key, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClients(t, s, cred, noRetry)
+	if _, err := c.certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	// SendCertificateChain (x5c) works too
+	opts.SendCertificateChain = true
+	cred2, _ := azidentity.NewClientCertificateCredential(s.TenantID(), "cert-client", []*x509.Certificate{cert}, key, opts)
+	if _, err := newClients(t, s, cred2, noRetry).secrets.GetSecret(ctx(t), "t", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	// a certificate that is not registered is refused
+	other, otherKey := clientCert(t)
+	cred3, _ := azidentity.NewClientCertificateCredential(s.TenantID(), "cert-client", []*x509.Certificate{other}, otherKey, opts)
+	_, err = newClients(t, s, cred3, noRetry).certs.GetCertificate(ctx(t), "t", "", nil)
+	var afe *azidentity.AuthenticationFailedError
+	if !errors.As(err, &afe) || afe.RawResponse.StatusCode != 401 {
+		t.Fatalf("want 401 authentication failure, got %v", err)
+	}
+}
+
+func TestWrongSecretAndUnknownClient(t *testing.T) {
+	s := startServer(t)
+	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	for _, tc := range []struct{ id, secret string }{{testClientID, "wrong"}, {"nobody", "x"}} {
+		c := newClients(t, s, secretCredential(t, s, tc.id, tc.secret), noRetry)
+		_, err := c.certs.GetCertificate(ctx(t), "t", "", nil)
+		var afe *azidentity.AuthenticationFailedError
+		if !errors.As(err, &afe) {
+			t.Fatalf("%s: want AuthenticationFailedError, got %v", tc.id, err)
+		}
+	}
+}
+
+func TestFederatedCredential(t *testing.T) {
+	s := startServer(t)
+	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	s.AddFederatedCredential("wi-client", "https://kubernetes.default.svc", "system:serviceaccount:ns:sa")
+	assertion := func(sub string) func(context.Context) (string, error) {
+		return func(context.Context) (string, error) {
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+				"iss": "https://kubernetes.default.svc", "sub": sub, "aud": []string{"api://AzureADTokenExchange"},
+				"exp": time.Now().Add(time.Hour).Unix(),
+			})
+			return tok.SignedString([]byte("k8s"))
+		}
+	}
+	mk := func(sub string) azcore.TokenCredential {
+		cred, err := azidentity.NewClientAssertionCredential(s.TenantID(), "wi-client", assertion(sub), &azidentity.ClientAssertionCredentialOptions{
+			ClientOptions: azcore.ClientOptions{
+				Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: s.AuthorityHost()},
+				Transport: s.HTTPClient(), Retry: noRetry,
+			},
+			DisableInstanceDiscovery: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cred
+	}
+	if _, err := newClients(t, s, mk("system:serviceaccount:ns:sa"), noRetry).certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newClients(t, s, mk("system:serviceaccount:ns:other"), noRetry).certs.GetCertificate(ctx(t), "t", "", nil)
+	var afe *azidentity.AuthenticationFailedError
+	if !errors.As(err, &afe) {
+		t.Fatalf("want AuthenticationFailedError, got %v", err)
+	}
+}
+
+func TestRestrict(t *testing.T) {
+	s := startServer(t)
+	s.Seed(fakevault.CertSpec{Name: "mine", KeyType: "EC"})
+	s.Seed(fakevault.CertSpec{Name: "theirs", KeyType: "EC"})
+	s.AddClientSecret("limited", "pw")
+	s.Restrict("limited", "Mine")
+	c := newClients(t, s, secretCredential(t, s, "limited", "pw"), noRetry)
+	if _, err := c.certs.GetCertificate(ctx(t), "mine", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.secrets.GetSecret(ctx(t), "mine", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.secrets.GetSecret(ctx(t), "theirs", "", nil)
+	if inner := respErr(t, err, 403, "Forbidden"); inner != "ForbiddenByRbac" {
+		t.Fatal(inner)
+	}
+	var re *azcore.ResponseError
+	errors.As(err, &re)
+	if body, _ := rawBody(re); !contains(body, "Caller is not authorized to perform action on resource") {
+		t.Fatal(body)
+	}
+	pager := c.certs.NewListCertificatePropertiesPager(nil)
+	_, err = pager.NextPage(ctx(t))
+	respErr(t, err, 403, "Forbidden")
+	// other identities are not restricted
+	if _, err := newClients(t, s, nil, noRetry).secrets.GetSecret(ctx(t), "theirs", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Unrestrict("limited")
+	if _, err := c.secrets.GetSecret(ctx(t), "theirs", "", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRevokedAndExpiredTokens(t *testing.T) {
+	s := startServer(t)
+	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	c := newClients(t, s, nil, noRetry)
+	if _, err := c.certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	s.RevokeTokens()
+	_, err := c.certs.GetCertificate(ctx(t), "t", "", nil)
+	respErr(t, err, 401, "Unauthorized")
+	if s.Count(fakevault.OpUnauthorized) < 1 {
+		t.Fatal("not counted")
+	}
+	// expired: a token with a 1 s lifetime
+	s2 := startServer(t)
+	s2.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	s2.SetTokenLifetime(time.Second)
+	tok, _ := s2.IssueToken(testClientID)
+	time.Sleep(1100 * time.Millisecond)
+	resp, body := rawDoAuth(t, s2, "GET", "/certificates/t/?api-version=7.5", "", "Bearer "+tok)
+	if resp.StatusCode != 401 || !contains(string(body), "expired") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
