@@ -43,7 +43,7 @@ func classify(err error, what string) *failure {
 	case errors.As(err, &ce):
 		return &failure{reason: ce.reason, message: ce.message, err: err}
 	case errors.As(err, &thr):
-		return &failure{reason: vaultcertv1.ReasonThrottled, transient: true, retryAfter: thr.RetryAfter, err: err,
+		return &failure{reason: vaultcertv1.ReasonThrottled, transient: true, retryAfter: thr.RequeueAfter(time.Now()), err: err,
 			message: fmt.Sprintf("Key Vault is throttling requests (429) while reading %s; vaultcert pauses this vault and retries: %v", what, err)}
 	case keyvault.IsAuthentication(err):
 		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,

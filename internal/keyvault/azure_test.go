@@ -655,6 +655,12 @@ func TestFactoryReuseAndRebuild(t *testing.T) {
 	if err != nil || same != good {
 		t.Fatalf("rate limit change rebuilt the client: %v", err)
 	}
+	e.gov.mu.Lock()
+	lim := e.gov.hosts[e.host()].limiter
+	e.gov.mu.Unlock()
+	if lim.Limit() != 50 || lim.Burst() != 10 {
+		t.Errorf("vault budget %v/%d, want 50/10", lim.Limit(), lim.Burst())
+	}
 
 	// Forget drops it.
 	e.f.Forget(key)
@@ -878,6 +884,7 @@ func TestGetSecretDecodeErrorIsRedacted(t *testing.T) {
 	if err == nil {
 		t.Fatal("a malformed body decoded")
 	}
+	t.Logf("malformed secret response: %v", err)
 	if strings.Contains(err.Error(), "BEGIN") || strings.Contains(err.Error(), good.Value[40:60]) {
 		t.Fatalf("error leaks the body: %v", err)
 	}

@@ -123,3 +123,25 @@ func TestSecretStringRedacts(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialConstruction(t *testing.T) {
+	cloud := CloudConfig{AuthorityHost: "https://login.example", DisableInstanceDiscovery: true}
+	for _, auth := range []AuthConfig{
+		{Method: AuthManagedIdentity},
+		{Method: AuthManagedIdentity, ClientID: "11111111-2222-3333-4444-555555555555"},
+		{Method: AuthClientSecret, TenantID: "t", ClientID: "c", ClientSecret: "s"},
+		{Method: AuthDefault, TenantID: "72f988bf-0000-4000-8000-00000000fa4e"},
+	} {
+		cred, err := NewCredential(auth, cloud, nil)
+		if err != nil {
+			t.Errorf("%s: %v", auth.Method, err)
+			continue
+		}
+		if _, ok := cred.(*markedCredential); !ok {
+			t.Errorf("%s: credential errors would not be classified", auth.Method)
+		}
+	}
+	if _, err := NewCredential(AuthConfig{Method: AuthClientSecret, TenantID: "t", ClientID: "c"}, cloud, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("empty secret: %v", err)
+	}
+}
