@@ -71,3 +71,18 @@ fakevault: ## Run the fake Key Vault on its own (admin API under /admin/).
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build -t $(IMG) .
+
+.PHONY: helm-lint
+helm-lint: ## helm lint the chart with the default and the charts/vaultcert/ci values (installs helm into bin/ if missing).
+	@test -x $(BIN)/helm || command -v helm >/dev/null || GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@helm=$$(test -x $(BIN)/helm && echo $(BIN)/helm || command -v helm); \
+	$$helm lint --strict charts/vaultcert; \
+	for f in charts/vaultcert/ci/*-values.yaml; do $$helm lint --strict charts/vaultcert -f $$f; done
+
+.PHONY: helm-test
+helm-test: ## Chart and kustomize tests against a local API server: lint, schema, dry runs, install, upgrade, RBAC.
+	HELM_VERSION=$(HELM_VERSION) hack/helm-test.sh
+
+.PHONY: bench
+bench: build ## Benchmark (not a test): BENCH_ARGS="-n 1000 -limit 4000 -window 10s"; N VaultCertificates on the fake vault in limit mode, the real binary; see docs/benchmarks.md.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/bench --binary $(BIN)/vaultcert $(BENCH_ARGS)

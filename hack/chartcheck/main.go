@@ -10,6 +10,9 @@
 //	chartcheck pod -in rendered.yaml [-name NAME]
 //	    prints a Pod (JSON) made from the pod template of the Deployment NAME (or the only Deployment), so that
 //	    Pod Security admission can be asked to judge it with a server-side dry run.
+//	chartcheck promrules -in rendered.yaml
+//	    prints the spec of the only PrometheusRule as JSON ({"groups": [...]}, a Prometheus rule file), for
+//	    hack/promcheck.
 package main
 
 import (
@@ -42,6 +45,8 @@ func main() {
 		err = cmdCompare(os.Args[2:])
 	case "pod":
 		err = cmdPod(os.Args[2:])
+	case "promrules":
+		err = cmdPromRules(os.Args[2:])
 	default:
 		usage()
 	}
@@ -52,7 +57,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: chartcheck rules FILE [-kind K] [-name N] | compare -want FILE -got FILE -name N | pod -in FILE [-name N]")
+	fmt.Fprintln(os.Stderr, "usage: chartcheck rules FILE [-kind K] [-name N] | compare -want FILE -got FILE -name N | pod -in FILE [-name N] | promrules -in FILE")
 	os.Exit(2)
 }
 
@@ -271,5 +276,33 @@ func cmdPod(args []string) error {
 		return err
 	}
 	fmt.Println(string(out))
+	return nil
+}
+
+func cmdPromRules(args []string) error {
+	fs := flag.NewFlagSet("promrules", flag.ExitOnError)
+	in := fs.String("in", "", "rendered manifests")
+	_ = fs.Parse(args)
+	docs, err := readDocuments(*in)
+	if err != nil {
+		return err
+	}
+	var specs []json.RawMessage
+	for _, d := range docs {
+		if d.Kind != "PrometheusRule" {
+			continue
+		}
+		var pr struct {
+			Spec json.RawMessage `json:"spec"`
+		}
+		if err := json.Unmarshal(d.raw, &pr); err != nil {
+			return err
+		}
+		specs = append(specs, pr.Spec)
+	}
+	if len(specs) != 1 {
+		return fmt.Errorf("%s holds %d PrometheusRules, want 1", *in, len(specs))
+	}
+	fmt.Println(string(specs[0]))
 	return nil
 }

@@ -83,7 +83,7 @@ func main() {
 		stop(env, "")
 		fail("cannot write the kubeconfig: %v", err)
 	}
-	fmt.Printf("control plane ready: server %s, kubeconfig %s, %d CRD director(ies) installed\n", cfg.Host, kubeconfigOut, len(dirs))
+	fmt.Printf("control plane ready: server %s, kubeconfig %s, CRDs from %q\n", cfg.Host, kubeconfigOut, dirs)
 
 	sig := <-signals
 	fmt.Printf("control plane: %v received, stopping\n", sig)
