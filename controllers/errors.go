@@ -47,7 +47,7 @@ func classify(err error, what string) *failure {
 			message: fmt.Sprintf("Key Vault is throttling requests (429) while reading %s; vaultcert pauses this vault and retries: %v", what, err)}
 	case keyvault.IsAuthentication(err):
 		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
-			message: fmt.Sprintf("the connection's identity could not get a token from Entra ID: %v; check tenantID, clientID and the credential in the referenced Secret", err)}
+			message: fmt.Sprintf("%v; %s", err, authenticationFix(err))}
 	case keyvault.IsUnauthorized(err):
 		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
 			message: fmt.Sprintf("Key Vault refused the connection's token reading %s: %v; check that tenantID is the vault's tenant", what, err)}
@@ -61,7 +61,10 @@ func classify(err error, what string) *failure {
 			message: fmt.Sprintf("%s was not found: check spec.certificateName and spec.version, or that it was not deleted (%v)", what, err)}
 	case errors.As(err, &conf) && conf.InnerCode == "ObjectIsDeletedButRecoverable":
 		return &failure{reason: vaultcertv1.ReasonCertificateSoftDeleted, err: err,
-			message: fmt.Sprintf("%s is soft-deleted in Key Vault: recover it (az keyvault certificate recover) or purge it, or set spec.issuance.recoverSoftDeleted: true", what)}
+			message: fmt.Sprintf("%s is soft-deleted in Key Vault, so the name cannot be created again: recover it with its versions "+
+				"(az keyvault certificate recover --vault-name <vault> --name <name>), or set spec.issuance.recoverSoftDeleted: true "+
+				"and vaultcert recovers it; or purge it for good (az keyvault certificate purge --vault-name <vault> --name <name>; "+
+				"vaultcert never purges) and vaultcert creates a new one", what)}
 	case errors.Is(err, pki.ErrNoPrivateKey):
 		return &failure{reason: vaultcertv1.ReasonKeyNotExportable, err: err,
 			message: fmt.Sprintf("Key Vault returned no private key for %s: its policy has exportable=false, and a non-exportable key can never be read; re-create the certificate with key_props.exportable=true", what)}
@@ -77,8 +80,11 @@ func classify(err error, what string) *failure {
 // forbiddenMessage names the missing permission, role, firewall rule or policy for a 403.
 func forbiddenMessage(e *keyvault.ForbiddenError, what string) string {
 	need := "the 'Key Vault Certificate User' role (certificate metadata)"
-	if e.Operation == "GetSecret" {
+	switch e.Operation {
+	case "GetSecret":
 		need = "the 'Key Vault Secrets User' role (the private key is read from the certificate's secret)"
+	case "CreateCertificate", "GetCertificateOperation", "GetCertificatePolicy", "UpdateCertificatePolicy", "RecoverDeletedCertificate":
+		need = "the 'Key Vault Certificates Officer' role (spec.issuance creates certificates, manages their policy and recovers them)"
 	}
 	switch e.InnerCode {
 	case "ForbiddenByFirewall":

@@ -1,14 +1,20 @@
 package controllers_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,7 +47,13 @@ var (
 	vault  *fakevault.Server
 	scheme = runtime.NewScheme()
 	nsSeq  atomic.Int64
+	// vaultClockOffset shifts the fake vault's clock (validity, pending durations, AutoRenew), so a test
+	// can issue a certificate "in the past" and let AutoRenew come due; see setVaultClock.
+	vaultClockOffset atomic.Int64
 )
+
+// vaultNow is the fake vault's clock: real time plus vaultClockOffset.
+func vaultNow() time.Time { return time.Now().Add(time.Duration(vaultClockOffset.Load())) }
 
 const (
 	testClientID     = "11111111-2222-3333-4444-555555555555"
@@ -48,6 +61,36 @@ const (
 	// waitTimeout bounds every wait for the controller; polls return as soon as the condition holds.
 	waitTimeout = 30 * time.Second
 )
+
+// Shared with the identity and hygiene tests.
+var (
+	// clusterIssuer is the envtest API server's ServiceAccount token issuer; the fake authority knows its
+	// signing keys (read from the API server's OIDC discovery), as Entra ID does for a real cluster.
+	clusterIssuer string
+	// logs receives every log line of the manager at the highest verbosity, whatever the stderr level, so
+	// tests (hygiene) can inspect what the controller logs.
+	logs = &logBuffer{}
+)
+
+// logBuffer is a concurrency-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
@@ -58,7 +101,11 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make test` (it provides kube-apiserver and etcd through hack/envtest-assets.sh)")
 		return 1
 	}
-	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel()))))
+	// stderr at error level (readable `make test`), and a buffer at the highest verbosity for the tests.
+	capture := zapcore.NewCore(zapcore.NewJSONEncoder(uberzap.NewDevelopmentEncoderConfig()), zapcore.AddSync(logs), zapcore.Level(-127))
+	// SafeLogger as in main.go: the hygiene test checks what reaches the sinks through it.
+	logf.SetLogger(controllers.SafeLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel())),
+		zap.RawZapOpts(uberzap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, capture) })))))
 	must(clientgoscheme.AddToScheme(scheme))
 	must(vaultcertv1.AddToScheme(scheme))
 
@@ -70,10 +117,12 @@ func runSuite(m *testing.M) int {
 	must(err)
 	defer func() { _ = env.Stop() }()
 
-	vault, err = fakevault.Start(fakevault.Options{})
+	vault, err = fakevault.Start(fakevault.Options{Now: vaultNow})
 	must(err)
 	defer vault.Close()
 	vault.AddClientSecret(testClientID, testClientSecret)
+	clusterIssuer, err = trustClusterIssuer(cfg, vault)
+	must(err)
 
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	must(err)
@@ -91,6 +140,8 @@ func runSuite(m *testing.M) int {
 		Recorder:      mgr.GetEventRecorder("vaultcert"),
 		Factory:       factory,
 		TerminalRetry: 2 * time.Second,
+		// Pending Key Vault operations are polled this often (production: Key Vault's Retry-After, 10 s).
+		IssuancePollInterval: 200 * time.Millisecond,
 	}).SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: 4,
 		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 2*time.Second),
@@ -106,6 +157,50 @@ func runSuite(m *testing.M) int {
 	cancel()
 	must(<-done)
 	return code
+}
+
+// trustClusterIssuer reads the API server's ServiceAccount issuer and signing keys from its OIDC discovery
+// endpoints (/.well-known/openid-configuration, /openid/v1/jwks) and registers them with the fake authority,
+// which then verifies ServiceAccount tokens exchanged for Entra ID tokens as Entra ID does.
+func trustClusterIssuer(cfg *rest.Config, v *fakevault.Server) (string, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return "", err
+	}
+	host := strings.TrimSuffix(cfg.Host, "/")
+	if !strings.Contains(host, "://") {
+		host = "https://" + host
+	}
+	get := func(path string) ([]byte, error) {
+		resp, err := hc.Get(host + path)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+		return body, nil
+	}
+	doc, err := get("/.well-known/openid-configuration")
+	if err != nil {
+		return "", err
+	}
+	var discovery struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(doc, &discovery); err != nil || discovery.Issuer == "" {
+		return "", fmt.Errorf("OIDC discovery without issuer: %s", doc)
+	}
+	jwks, err := get("/openid/v1/jwks")
+	if err != nil {
+		return "", err
+	}
+	return discovery.Issuer, v.AddFederatedIssuer(discovery.Issuer, jwks)
 }
 
 func zapLevel() int8 {

@@ -48,6 +48,15 @@ type VaultCertificateReconciler struct {
 	// TerminalRetry is how long to wait before retrying a failure that needs a human fix (not found, access
 	// denied, invalid certificate). It is capped by the refresh interval.
 	TerminalRetry time.Duration
+	// IssuancePollInterval is how often a pending Key Vault certificate operation is polled (spec.issuance).
+	// Zero means the operation's Retry-After, else 10 s. Tests set it small.
+	IssuancePollInterval time.Duration
+
+	// issuanceBackoff spaces out retries of failed issuances (issuance.go).
+	issuanceBackoff issuanceBackoff
+
+	// pauses emits one Warning event per vault pause (see pauseReporter).
+	pauses pauseReporter
 }
 
 // +kubebuilder:rbac:groups=vaultcert.io,resources=vaultcertificates,verbs=get;list;watch
@@ -119,6 +128,14 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 		what = fmt.Sprintf("version %s of %s", vc.Spec.Version, what)
 	}
 	cert, err := kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
+	var issued issuanceResult
+	if vc.Spec.Issuance != nil && vc.Spec.Version == "" {
+		// Issuance (issuance.go): create when missing, follow a pending operation, keep the policy, renew.
+		if issued = r.reconcileIssuance(ctx, vc, secret, kv, cert, err, what); issued.stop {
+			return issued.result, issued.err
+		}
+		cert, err = issued.cert, nil
+	}
 	if err != nil {
 		return r.fail(ctx, vc, secret, classify(err, what))
 	}
@@ -157,9 +174,16 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	interval := refreshInterval(vc)
 	next := jitter(nextCheck(now, interval, vc.Status.RenewalTime.Time), refreshJitter)
 	vc.Status.NextRefreshTime = &metav1.Time{Time: now.Add(next).Truncate(time.Second)}
-	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionTrue, vaultcertv1.ReasonSynced,
-		fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, what,
-			vc.Status.NotAfter.UTC().Format(time.RFC3339)))
+	message := fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, what,
+		vc.Status.NotAfter.UTC().Format(time.RFC3339))
+	if issued.note != "" {
+		message += "; " + issued.note
+	}
+	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionTrue, vaultcertv1.ReasonSynced, message)
+	if issued.poll > 0 {
+		// A new version is being issued: poll its operation rather than wait for the refresh interval.
+		next = min(next, issued.poll)
+	}
 	return ctrl.Result{RequeueAfter: next}, nil
 }
 
@@ -261,7 +285,7 @@ func (r *VaultCertificateReconciler) setCertificateStatus(vc *vaultcertv1.VaultC
 	}
 	st.NotBefore = &metav1.Time{Time: notBefore}
 	st.NotAfter = &metav1.Time{Time: notAfter}
-	st.RenewalTime = &metav1.Time{Time: renewalTime(notBefore, notAfter, 0, 0)}
+	st.RenewalTime = &metav1.Time{Time: certificateRenewalTime(cert, notBefore, notAfter)}
 	if st.LastSyncTime == nil {
 		st.LastSyncTime = &metav1.Time{Time: now}
 	}
@@ -272,6 +296,12 @@ func (r *VaultCertificateReconciler) setCertificateStatus(vc *vaultcertv1.VaultC
 func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret, f *failure) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	ready := readyCondition(vc)
+	// Throttling: a message that is the same for every try of one pause, and one event per pause per vault
+	// (by whichever VaultCertificate meets it first), never one per object per try.
+	th, throttled := throttleOf(f, r.now())
+	if throttled && th.vault != "" {
+		f.message = th.message()
+	}
 	status, reason, message := metav1.ConditionFalse, f.reason, f.message
 	if f.transient && ready != nil && ready.Status == metav1.ConditionTrue && secretHoldsValidCertificate(secret, vc) {
 		status, reason = metav1.ConditionTrue, ready.Reason
@@ -280,10 +310,18 @@ func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.V
 	changed := ready == nil || ready.Reason != reason || ready.Status != status || !sameFailure(ready.Message, message)
 	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, status, reason, message)
 	syncTotal.WithLabelValues(f.reason).Inc()
-	if changed {
+	switch {
+	case throttled && th.vault != "":
+		if !th.local && r.pauses.firstSight(th.vault, th.until, r.now()) {
+			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, f.reason, "Sync", "%s", f.message)
+		}
+		log.V(1).Info("throttled", "vault", th.vault, "until", th.until, "local", th.local)
+	case changed:
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, f.reason, "Sync", "%s", f.message)
+		log.Info("sync failed", "reason", f.reason, "message", f.message)
+	default:
+		log.Info("sync failed", "reason", f.reason, "message", f.message)
 	}
-	log.Info("sync failed", "reason", f.reason, "message", f.message)
 
 	switch {
 	case f.retryAfter > 0 || f.reason == vaultcertv1.ReasonThrottled:

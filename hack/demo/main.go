@@ -1,7 +1,7 @@
 // Command demo shows vaultcert end to end on one machine, with nothing from Azure: a real kube-apiserver and etcd
 // (envtest), the project's fake Key Vault (HTTPS, 401 challenge, token authority), and the real vaultcert binary.
 // It applies config/samples, waits for Ready, proves every Secret with a TLS handshake that verifies the chain
-// against ca.crt and the DNS name, rotates a certificate in the vault and shows the Secret follow, then exits 0
+// against ca.crt and the DNS name, shows the certificate vaultcert created in the vault from its policy, rotates a certificate in the vault and shows the Secret follow, then exits 0
 // (or keeps running with --keep-running). `make demo` runs it.
 package main
 
@@ -55,6 +55,11 @@ var demoCertificates = []demoCertificate{
 		Name: "api-ec384", KeyType: "EC", Curve: "P-384", ChainDepth: 2, ContentType: "application/x-pem-file",
 		DNSNames: []string{"api.example.com"}}},
 }
+
+// issuedCertificate is config/samples/vaultcertificate-issued.yaml: not seeded, vaultcert creates it in the vault
+// from its spec.issuance policy.
+var issuedCertificate = demoCertificate{vcName: "web-issued-tls", secretName: "web-issued-tls", dnsName: "www.web.example.com",
+	spec: fakevault.CertSpec{Name: "web-issued"}}
 
 func main() {
 	var (
@@ -188,6 +193,26 @@ func run(binary, samples string, keepRunning bool, timeout time.Duration) error 
 		if err := prove(ctx, k8s, c); err != nil {
 			return showLogOnFailure(err)
 		}
+	}
+
+	step("a certificate created from policy: %s (spec.issuance, not seeded in the vault)", issuedCertificate.vcName)
+	if err := waitReady(ctx, k8s, issuedCertificate.vcName, timeout); err != nil {
+		out, _ := kubectl("describe", "vcert", "-n", "default", issuedCertificate.vcName)
+		fmt.Fprintln(os.Stderr, out)
+		return showLogOnFailure(err)
+	}
+	created, err := vault.Latest(issuedCertificate.spec.Name)
+	if err != nil {
+		return fmt.Errorf("the certificate created from policy is not in the fake vault: %w", err)
+	}
+	fmt.Printf("    created in the fake vault by vaultcert: %s version %s (create calls: %d), subject %s, SANs %s\n",
+		created.Name, created.Version, vault.CountFor(fakevault.OpCreateCertificate, issuedCertificate.spec.Name),
+		created.Leaf.Subject, strings.Join(created.Leaf.DNSNames, ", "))
+	if err := waitSecretVersion(ctx, k8s, issuedCertificate.secretName, created.Version, timeout); err != nil {
+		return showLogOnFailure(err)
+	}
+	if err := prove(ctx, k8s, issuedCertificate); err != nil {
+		return showLogOnFailure(err)
 	}
 
 	rotated := demoCertificates[0]
@@ -345,7 +370,8 @@ func describe(s fakevault.CertSpec) string {
 
 func formatCounts(counts map[string]int) string {
 	var parts []string
-	for _, op := range []string{fakevault.OpToken, fakevault.OpChallenge, fakevault.OpGetCertificate, fakevault.OpGetSecret, fakevault.OpListCertificates} {
+	for _, op := range []string{fakevault.OpToken, fakevault.OpChallenge, fakevault.OpGetCertificate, fakevault.OpGetSecret, fakevault.OpListCertificates,
+		fakevault.OpCreateCertificate, fakevault.OpGetCertificateOperation} {
 		parts = append(parts, fmt.Sprintf("%s=%d", op, counts[op]))
 	}
 	return strings.Join(parts, " ")

@@ -194,6 +194,7 @@ func mapCertificate(name, version string, b azcertificates.Certificate) (*Certif
 			v := *p.KeyProperties.Exportable
 			cert.Exportable = &v
 		}
+		cert.Policy = fromSDKPolicy(p)
 	}
 	// The bundle's own contentType is the secret's; use it when the policy is absent.
 	if cert.ContentType == "" && b.ContentType != nil {

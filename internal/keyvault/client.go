@@ -21,6 +21,19 @@ type Client interface {
 	GetSecret(ctx context.Context, name, version string) (*Secret, error)
 	// CheckAccess makes one cheap call (list one certificate) to prove the vault answers these credentials.
 	CheckAccess(ctx context.Context) error
+
+	// CreateCertificate starts issuing a new version with policy p (the first version when the certificate
+	// does not exist) and returns the pending operation. 409 ConflictError while another operation is
+	// pending, or with InnerCode ObjectIsDeletedButRecoverable when the name is soft-deleted.
+	CreateCertificate(ctx context.Context, name string, p Policy) (*Operation, error)
+	// GetCertificateOperation returns the certificate's current (or last) operation; NotFoundError when none.
+	GetCertificateOperation(ctx context.Context, name string) (*Operation, error)
+	// GetCertificatePolicy returns the certificate's policy.
+	GetCertificatePolicy(ctx context.Context, name string) (*Policy, error)
+	// UpdateCertificatePolicy patches the certificate's policy with p's fields and returns the result.
+	UpdateCertificatePolicy(ctx context.Context, name string, p Policy) (*Policy, error)
+	// RecoverDeletedCertificate recovers a soft-deleted certificate. vaultcert never purges or deletes.
+	RecoverDeletedCertificate(ctx context.Context, name string) error
 }
 
 // Certificate is the metadata Key Vault returns for one certificate version (no private key).
@@ -48,7 +61,14 @@ type Certificate struct {
 	Exportable *bool
 	// Tags are the certificate's tags.
 	Tags map[string]string
+	// Policy is the certificate's policy when the bundle carried one (Key Vault sends it with GET
+	// certificate); nil otherwise. Its AutoRenew trigger gives the renewal time.
+	Policy *Policy
 }
+
+// Pending reports whether this is a first version still being issued: Key Vault answers it disabled and
+// without a certificate.
+func (c *Certificate) Pending() bool { return c != nil && !c.Enabled && len(c.CER) == 0 }
 
 // CertificateVersion is one entry of a certificate's version list.
 type CertificateVersion struct {

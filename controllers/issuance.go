@@ -1,0 +1,474 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/keyvault"
+)
+
+const (
+	// defaultIssuancePoll is how often a pending certificate operation is polled when Key Vault gives no
+	// Retry-After (it normally sends 10 s).
+	defaultIssuancePoll = 10 * time.Second
+	// maxIssuanceBackoff caps the wait between retries of a failed issuance.
+	maxIssuanceBackoff = 30 * time.Minute
+	// maxRenewalGrace is how long after the renewal time vaultcert waits for Key Vault's own AutoRenew
+	// before it calls the renewal overdue.
+	maxRenewalGrace = 24 * time.Hour
+)
+
+// issuanceResult is what the issuance step hands back to the sync flow.
+type issuanceResult struct {
+	// cert is the certificate to sync (re-read when an operation just completed).
+	cert *keyvault.Certificate
+	// poll > 0 means an operation is in flight: check again this soon.
+	poll time.Duration
+	// note is appended to the Ready message (an overdue renewal, a failed renewal).
+	note string
+	// stop means the step decided the reconcile's outcome: return result and err.
+	stop   bool
+	result ctrl.Result
+	err    error
+}
+
+// issuanceBackoff remembers failed issuances per VaultCertificate, so that a failing issuer is retried with
+// exponential backoff instead of on every reconcile. It is in memory: a restart retries once at once.
+type issuanceBackoff struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]*backoffEntry
+}
+
+type backoffEntry struct {
+	requestID string
+	failures  int
+	retryAt   time.Time
+}
+
+// observe records a failed operation once per request ID and returns when the next try is due.
+func (b *issuanceBackoff) observe(key types.NamespacedName, requestID string, now time.Time, base time.Duration) (retryAt time.Time, isNew bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[types.NamespacedName]*backoffEntry{}
+	}
+	e := b.m[key]
+	if e == nil {
+		e = &backoffEntry{}
+		b.m[key] = e
+	}
+	if e.requestID != requestID || e.retryAt.IsZero() {
+		e.requestID = requestID
+		e.failures++
+		e.retryAt = now.Add(backoffDelay(base, e.failures))
+		return e.retryAt, true
+	}
+	return e.retryAt, false
+}
+
+// reset forgets the failures of key (an issuance succeeded).
+func (b *issuanceBackoff) reset(key types.NamespacedName) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, key)
+}
+
+// backoffDelay is base * 2^(failures-1), capped.
+func backoffDelay(base time.Duration, failures int) time.Duration {
+	d := base
+	for i := 1; i < failures && d < maxIssuanceBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxIssuanceBackoff)
+}
+
+// issuancePolicy maps spec.issuance to the Key Vault policy, with the CRD's defaults applied (an object
+// created before a default existed may lack it). Exportable is always true: vaultcert must read the key.
+func issuancePolicy(is *vaultcertv1.Issuance) keyvault.Policy {
+	p := keyvault.Policy{
+		IssuerName:        is.IssuerName,
+		Subject:           is.Subject,
+		DNSNames:          is.DNSNames,
+		IPAddresses:       is.IPAddresses,
+		Emails:            is.Emails,
+		KeyType:           string(is.KeyType),
+		KeySize:           is.KeySize,
+		Curve:             is.Curve,
+		ReuseKey:          is.ReuseKey,
+		Exportable:        true,
+		ValidityMonths:    is.ValidityMonths,
+		ContentType:       keyvault.ContentTypePKCS12,
+		ExtendedKeyUsages: is.ExtendedKeyUsages,
+		KeyUsages:         is.KeyUsages,
+	}
+	if p.IssuerName == "" {
+		p.IssuerName = keyvault.IssuerSelf
+	}
+	if p.KeyType == "" {
+		p.KeyType = "RSA"
+	}
+	if p.ValidityMonths == 0 {
+		p.ValidityMonths = 12
+	}
+	if is.ContentType == "PEM" {
+		p.ContentType = keyvault.ContentTypePEM
+	}
+	if r := is.Renewal; r != nil {
+		t := keyvault.LifetimeTrigger{}
+		if r.DaysBeforeExpiry != nil {
+			t.DaysBeforeExpiry = *r.DaysBeforeExpiry
+		} else if r.LifetimePercentage != nil {
+			t.LifetimePercentage = *r.LifetimePercentage
+		}
+		if !t.IsZero() {
+			p.AutoRenew = &t
+		}
+	}
+	return p
+}
+
+// policyDiff compares the wanted policy with Key Vault's. It returns the spec fields that differ, and whether
+// any of them shapes the certificate itself (issuer, subject, SANs, key type, size or curve, exportability), so
+// that a new version is needed. Fields the spec leaves to Key Vault's defaults are not compared.
+func policyDiff(want keyvault.Policy, have *keyvault.Policy) (changed []string, reissue bool) {
+	if have == nil {
+		return nil, false
+	}
+	shape := func(field string, differs bool) {
+		if differs {
+			changed, reissue = append(changed, field), true
+		}
+	}
+	soft := func(field string, differs bool) {
+		if differs {
+			changed = append(changed, field)
+		}
+	}
+	shape("issuerName", !strings.EqualFold(want.IssuerName, have.IssuerName))
+	shape("subject", normalizeDN(want.Subject) != normalizeDN(have.Subject))
+	shape("dnsNames", !sameSet(want.DNSNames, have.DNSNames, true))
+	shape("ipAddresses", !sameSet(want.IPAddresses, have.IPAddresses, false))
+	shape("emails", !sameSet(want.Emails, have.Emails, true))
+	shape("keyType", !strings.EqualFold(want.KeyType, have.KeyType))
+	shape("keySize", want.KeySize != 0 && want.KeySize != have.KeySize)
+	shape("curve", want.Curve != "" && !strings.EqualFold(want.Curve, have.Curve))
+	shape("exportable", !have.Exportable)
+	soft("reuseKey", want.ReuseKey != have.ReuseKey)
+	soft("validityMonths", want.ValidityMonths != 0 && want.ValidityMonths != have.ValidityMonths)
+	soft("contentType", want.ContentType != "" && !strings.EqualFold(want.ContentType, have.ContentType))
+	soft("extendedKeyUsages", len(want.ExtendedKeyUsages) > 0 && !sameSet(want.ExtendedKeyUsages, have.ExtendedKeyUsages, false))
+	soft("keyUsages", len(want.KeyUsages) > 0 && !sameSet(want.KeyUsages, have.KeyUsages, true))
+	soft("renewal", want.AutoRenew != nil && (have.AutoRenew == nil || *want.AutoRenew != *have.AutoRenew))
+	return changed, reissue
+}
+
+// normalizeDN makes "CN=a, O=b" and "cn=a,O=b" compare equal: attribute names upper-cased, spaces around
+// separators dropped, order kept.
+func normalizeDN(dn string) string {
+	parts := strings.Split(dn, ",")
+	for i, p := range parts {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if ok {
+			parts[i] = strings.ToUpper(strings.TrimSpace(k)) + "=" + strings.TrimSpace(v)
+		} else {
+			parts[i] = strings.TrimSpace(p)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// sameSet compares two lists as sets, optionally case-insensitively.
+func sameSet(a, b []string, fold bool) bool {
+	norm := func(in []string) []string {
+		out := make([]string, 0, len(in))
+		for _, s := range in {
+			if fold {
+				s = strings.ToLower(s)
+			}
+			out = append(out, s)
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
+}
+
+// issuerCanRenew reports whether vaultcert can ask Key Vault for a new version without a human: Self and
+// named issuers can, Unknown needs a CSR signed and merged.
+func issuerCanRenew(issuerName string) bool {
+	return !strings.EqualFold(issuerName, keyvault.IssuerUnknown)
+}
+
+// renewalOverdue reports whether the certificate is past its renewal time by more than the grace Key Vault's
+// own AutoRenew is given (a day, or half the time left between renewal and expiry when that is shorter).
+func renewalOverdue(now time.Time, cert *keyvault.Certificate) (time.Time, bool) {
+	if cert == nil || cert.NotBefore.IsZero() || cert.Expires.IsZero() {
+		return time.Time{}, false
+	}
+	renewal := certificateRenewalTime(cert, cert.NotBefore, cert.Expires)
+	grace := min(maxRenewalGrace, cert.Expires.Sub(renewal)/2)
+	return renewal, now.After(renewal.Add(grace))
+}
+
+// certificateRenewalTime is renewalTime fed with the policy's AutoRenew trigger, when there is one.
+func certificateRenewalTime(cert *keyvault.Certificate, notBefore, notAfter time.Time) time.Time {
+	var pct, days int32
+	if cert != nil && cert.Policy != nil && cert.Policy.AutoRenew != nil {
+		pct, days = cert.Policy.AutoRenew.LifetimePercentage, cert.Policy.AutoRenew.DaysBeforeExpiry
+	}
+	return renewalTime(notBefore, notAfter, pct, days)
+}
+
+// issuancePoll is how long to wait before polling op again: IssuancePollInterval when set, else the
+// operation's Retry-After, else 10 s.
+func (r *VaultCertificateReconciler) issuancePoll(op *keyvault.Operation) time.Duration {
+	switch {
+	case r.IssuancePollInterval > 0:
+		return r.IssuancePollInterval
+	case op != nil && op.RetryAfter > 0:
+		return op.RetryAfter
+	default:
+		return defaultIssuancePoll
+	}
+}
+
+// reconcileIssuance runs before the sync when spec.issuance is set (and no version is pinned): it creates the
+// certificate when missing, follows a pending operation, keeps Key Vault's policy to the spec, and requests
+// new versions for a changed policy, the vaultcert.io/renew annotation and an overdue renewal.
+// cert and getErr are the result of reading the latest version.
+func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
+	kv keyvault.Client, cert *keyvault.Certificate, getErr error, what string) issuanceResult {
+	name := vc.Spec.CertificateName
+	want := issuancePolicy(vc.Spec.Issuance)
+	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
+
+	missing := keyvault.IsNotFound(getErr) || (getErr == nil && cert.Pending())
+	if getErr != nil && !missing {
+		return r.stopWith(ctx, vc, secret, classify(getErr, what))
+	}
+
+	if missing {
+		op, err := kv.GetCertificateOperation(ctx, name)
+		switch {
+		case err == nil && op.Pending():
+			return r.issuing(vc, op, true, what)
+		case err == nil && op.Failed():
+			retryAt, isNew := r.issuanceBackoff.observe(key, op.RequestID, r.now(), r.issuancePoll(nil))
+			if isNew || r.now().Before(retryAt) {
+				return r.issuanceFailed(ctx, vc, secret, op, retryAt, what)
+			}
+			// The backoff has passed: try again below.
+		case err != nil && !keyvault.IsNotFound(err):
+			return r.stopWith(ctx, vc, secret, classify(err, "the pending operation of "+what))
+		}
+		// No operation, a completed one (the certificate is gone since), or a failed one due for a retry.
+		if renew := vc.Annotations[vaultcertv1.AnnotationRenew]; renew != "" {
+			vc.Status.LastRenewRequest = renew // the first version answers any renewal request made so far
+		}
+		return r.requestVersion(ctx, vc, secret, kv, want, true,
+			fmt.Sprintf("created certificate %q in Key Vault (issuer %s)", name, want.IssuerName), what)
+	}
+
+	// The certificate exists. Follow an operation vaultcert started (Issuing=True).
+	if c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionIssuing); c != nil && c.Status == metav1.ConditionTrue {
+		op, err := kv.GetCertificateOperation(ctx, name)
+		switch {
+		case err != nil && !keyvault.IsNotFound(err):
+			return r.stopWith(ctx, vc, secret, classify(err, "the pending operation of "+what))
+		case err == nil && op.Pending():
+			res := r.issuing(vc, op, false, what)
+			res.cert = cert
+			return res
+		case err == nil && op.Failed():
+			_, isNew := r.issuanceBackoff.observe(key, op.RequestID, r.now(), r.issuancePoll(nil))
+			msg := fmt.Sprintf("Key Vault could not issue a new version of %s: %s; the Secret keeps version %s", what, op.Problem(), cert.Version)
+			setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionIssuing, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed, msg)
+			vc.Status.CSR = ""
+			if isNew {
+				r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonIssuanceFailed, "Issue", "%s", msg)
+			}
+			return issuanceResult{cert: cert, note: "the last issuance failed: " + op.Problem()}
+		default:
+			// Completed (or gone): the new version is the latest; read it again.
+			r.issuanceDone(vc, cert, key)
+			fresh, err := kv.GetCertificate(ctx, name, "")
+			if err != nil {
+				return r.stopWith(ctx, vc, secret, classify(err, what))
+			}
+			cert = fresh
+			r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonIssuing, "Issue",
+				"Key Vault issued version %s of certificate %q", cert.Version, name)
+		}
+	} else if c != nil && cert.Version != vc.Status.Version && vc.Status.Version != "" {
+		// A failed issuance was reported, and a new version has appeared since (Key Vault's AutoRenew, a merge,
+		// someone else's create): the failure is history.
+		r.issuanceDone(vc, cert, key)
+	}
+
+	// Policy drift.
+	have := cert.Policy
+	if have == nil {
+		p, err := kv.GetCertificatePolicy(ctx, name)
+		if err != nil {
+			return r.stopWith(ctx, vc, secret, classify(err, "the policy of "+what))
+		}
+		have = p
+	}
+	if changed, reissue := policyDiff(want, have); len(changed) > 0 {
+		list := strings.Join(changed, ", ")
+		if reissue {
+			// A create with the new policy replaces the policy and issues a version in one call; should it fail,
+			// the policy still differs and the next reconcile tries again.
+			return r.requestVersion(ctx, vc, secret, kv, want, false, fmt.Sprintf(
+				"spec.issuance changed (%s), which changes the certificate itself: Key Vault's policy was replaced and a new version requested", list), what).withCert(cert)
+		}
+		if _, err := kv.UpdateCertificatePolicy(ctx, name, want); err != nil {
+			return r.stopWith(ctx, vc, secret, classify(err, "the policy of "+what))
+		}
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, "PolicyUpdated", "UpdatePolicy",
+			"spec.issuance changed (%s): Key Vault's policy of %q was updated; it applies from the next version, so no new version was requested", list, name)
+	}
+
+	// Manual renewal: one new version per distinct annotation value.
+	if renew := vc.Annotations[vaultcertv1.AnnotationRenew]; renew != "" && renew != vc.Status.LastRenewRequest {
+		vc.Status.LastRenewRequest = renew
+		return r.requestVersion(ctx, vc, secret, kv, want, false, fmt.Sprintf(
+			"renewal requested by annotation %s=%q", vaultcertv1.AnnotationRenew, renew), what).withCert(cert)
+	}
+
+	// Overdue renewal: Key Vault has produced no new version past the renewal time.
+	if renewal, overdue := renewalOverdue(r.now(), cert); overdue {
+		issuerName := want.IssuerName
+		if cert.Policy != nil && cert.Policy.IssuerName != "" {
+			issuerName = cert.Policy.IssuerName
+		}
+		note := fmt.Sprintf("the certificate was due for renewal at %s and expires at %s, but Key Vault has produced no new version",
+			renewal.UTC().Format(time.RFC3339), cert.Expires.UTC().Format(time.RFC3339))
+		if issuerCanRenew(issuerName) {
+			return r.requestVersion(ctx, vc, secret, kv, want, false, note+": vaultcert requested one", what).withCert(cert)
+		}
+		note += "; issuer Unknown cannot renew by itself: set the annotation " + vaultcertv1.AnnotationRenew +
+			" to get a new CSR in status.csr, sign it and merge it"
+		if ready := readyCondition(vc); ready == nil || !strings.Contains(ready.Message, "due for renewal") {
+			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, "RenewalOverdue", "Renew", "%s", note)
+		}
+		return issuanceResult{cert: cert, note: note}
+	}
+	return issuanceResult{cert: cert}
+}
+
+// withCert makes a non-stopping result carry the certificate to sync.
+func (res issuanceResult) withCert(cert *keyvault.Certificate) issuanceResult {
+	if !res.stop && res.cert == nil {
+		res.cert = cert
+	}
+	return res
+}
+
+// requestVersion asks Key Vault for a new version (the first when missing). An operation already in flight is
+// reused; a soft-deleted name is recovered when spec.issuance.recoverSoftDeleted allows it.
+func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
+	kv keyvault.Client, want keyvault.Policy, missing bool, why, what string) issuanceResult {
+	log := logf.FromContext(ctx)
+	name := vc.Spec.CertificateName
+	op, err := kv.CreateCertificate(ctx, name, want)
+	var conflict *keyvault.ConflictError
+	switch {
+	case err == nil:
+		log.Info("requested a certificate version from Key Vault", "certificate", name, "issuer", want.IssuerName, "why", why)
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonIssuing, "Issue", "%s", why)
+		return r.issuing(vc, op, missing, what)
+	case asConflict(err, &conflict) && conflict.InnerCode == "ObjectIsDeletedButRecoverable" && vc.Spec.Issuance.RecoverSoftDeleted:
+		if rerr := kv.RecoverDeletedCertificate(ctx, name); rerr != nil {
+			return r.stopWith(ctx, vc, secret, classify(rerr, "the soft-deleted "+what))
+		}
+		msg := fmt.Sprintf("certificate %q was soft-deleted in Key Vault; recovered it (spec.issuance.recoverSoftDeleted: true) with its versions and policy", name)
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Recovered", "Recover", "%s", msg)
+		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing,
+			msg+"; waiting for Key Vault to finish the recovery")
+		// Recovery is asynchronous: read the certificate again shortly.
+		return issuanceResult{stop: true, result: ctrl.Result{RequeueAfter: r.issuancePoll(nil)}}
+	case asConflict(err, &conflict) && conflict.InnerCode == "":
+		// Another operation is pending (someone else's create, or Key Vault's AutoRenew): follow it.
+		pending, gerr := kv.GetCertificateOperation(ctx, name)
+		if gerr == nil && pending.Pending() {
+			return r.issuing(vc, pending, missing, what)
+		}
+		return r.stopWith(ctx, vc, secret, classify(err, what))
+	default:
+		return r.stopWith(ctx, vc, secret, classify(err, what))
+	}
+}
+
+// issuing records a pending operation: Issuing=True with Key Vault's status details (and, for issuer Unknown,
+// the CSR and what to do with it); Ready=False Issuing when there is no certificate yet.
+func (r *VaultCertificateReconciler) issuing(vc *vaultcertv1.VaultCertificate, op *keyvault.Operation, missing bool, what string) issuanceResult {
+	details := op.StatusDetails
+	if details == "" {
+		details = "the certificate request is in progress"
+	}
+	msg := fmt.Sprintf("Key Vault is issuing %s (issuer %s): %s", what, displayIssuer(op.IssuerName), details)
+	vc.Status.CSR = ""
+	if strings.EqualFold(op.IssuerName, keyvault.IssuerUnknown) {
+		vc.Status.CSR = string(op.CSR)
+		msg = fmt.Sprintf("Key Vault is waiting for a signed certificate for %s (issuer Unknown): sign the CSR in status.csr with your CA, "+
+			"then merge the signed certificate (with its chain): az keyvault certificate pending merge --vault-name <vault> --name %s --file signed.pem",
+			what, vc.Spec.CertificateName)
+	}
+	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionIssuing, metav1.ConditionTrue, vaultcertv1.ReasonIssuing, msg)
+	poll := r.issuancePoll(op)
+	if missing {
+		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing, msg)
+		return issuanceResult{stop: true, result: ctrl.Result{RequeueAfter: poll}}
+	}
+	return issuanceResult{poll: poll}
+}
+
+// issuanceFailed reports a failed first issuance: Ready=False IssuanceFailed with Key Vault's error, retried
+// at retryAt.
+func (r *VaultCertificateReconciler) issuanceFailed(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
+	op *keyvault.Operation, retryAt time.Time, what string) issuanceResult {
+	msg := fmt.Sprintf("Key Vault could not issue %s (issuer %s, operation %s): %s; vaultcert retries with backoff",
+		what, displayIssuer(op.IssuerName), op.Status, op.Problem())
+	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionIssuing, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed, msg)
+	vc.Status.CSR = ""
+	res := r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonIssuanceFailed, message: msg,
+		retryAfter: max(retryAt.Sub(r.now()), time.Millisecond)})
+	return res
+}
+
+// issuanceDone clears the Issuing condition and the CSR once no operation is in flight.
+func (r *VaultCertificateReconciler) issuanceDone(vc *vaultcertv1.VaultCertificate, _ *keyvault.Certificate, key types.NamespacedName) {
+	meta.RemoveStatusCondition(&vc.Status.Conditions, vaultcertv1.ConditionIssuing)
+	vc.Status.CSR = ""
+	r.issuanceBackoff.reset(key)
+}
+
+// stopWith ends the reconcile with a classified failure.
+func (r *VaultCertificateReconciler) stopWith(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret, f *failure) issuanceResult {
+	res, err := r.fail(ctx, vc, secret, f)
+	return issuanceResult{stop: true, result: res, err: err}
+}
+
+// asConflict is errors.As for a 409.
+func asConflict(err error, target **keyvault.ConflictError) bool { return errors.As(err, target) }
+
+func displayIssuer(name string) string {
+	if name == "" {
+		return keyvault.IssuerSelf
+	}
+	return name
+}
