@@ -53,7 +53,8 @@ func main() {
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	// SafeLogger drops client-go's request/response body dumps (V(8)), which would hold Secret data.
+	ctrl.SetLogger(controllers.SafeLogger(zap.New(zap.UseFlagOptions(&opts))))
 	log := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()

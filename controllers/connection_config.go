@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,13 +35,19 @@ type resolvedConnection struct {
 	config keyvault.Config
 }
 
+// The controller reads the ServiceAccounts connections name (directly, not cached) and asks for their tokens.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+
 // connectionResolver turns connection objects into keyvault.Config, enforcing the tenancy rules.
 type connectionResolver struct {
-	// client reads connections and namespaces (cached).
+	// client reads connections and namespaces (cached) and requests ServiceAccount tokens.
 	client client.Client
-	// apiReader reads credential Secrets directly: they are not labelled, so the label-filtered Secret cache
-	// does not hold them.
+	// apiReader reads credential Secrets and ServiceAccounts directly: the label-filtered Secret cache does not
+	// hold them, and caching every ServiceAccount of the cluster is not worth one read per reconcile.
 	apiReader client.Reader
+	// getenv reads the controller's environment (the controller's own workload identity); nil is os.Getenv.
+	getenv func(string) string
 }
 
 // forCertificate resolves the connection a VaultCertificate names and checks it may use it.
@@ -102,6 +110,11 @@ func (r *connectionResolver) forNamespaced(ctx context.Context, conn *vaultcertv
 		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
 			message: what + " sets no auth method; a VaultConnection must name its own identity (servicePrincipal or workloadIdentity)"}
 	}
+	if wi := auth.WorkloadIdentity; wi != nil && (wi.ServiceAccountRef == nil || wi.ServiceAccountRef.Namespace != "" && wi.ServiceAccountRef.Namespace != conn.Namespace) {
+		// CEL rejects both; this guards objects written before the rule or with validation bypassed.
+		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
+			message: what + " uses workloadIdentity without a serviceAccountRef in its own namespace; a VaultConnection exchanges the token of one of its namespace's ServiceAccounts and never the controller's own identity"}
+	}
 	if auth.ManagedIdentity != nil {
 		// A managed identity belongs to the controller's pod: letting a namespace select it would lend it the
 		// controller's identity.
@@ -163,10 +176,90 @@ func (r *connectionResolver) config(ctx context.Context, what, ownNamespace stri
 	case auth.ManagedIdentity != nil:
 		cfg.Auth = keyvault.AuthConfig{Method: keyvault.AuthManagedIdentity, ClientID: auth.ManagedIdentity.ClientID}
 	case auth.WorkloadIdentity != nil:
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: what + " uses workloadIdentity, which this version of vaultcert does not support yet; use servicePrincipal"}
+		a, err := r.workloadIdentity(ctx, what, ownNamespace, auth.WorkloadIdentity)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Auth = *a
 	}
 	return cfg, nil
+}
+
+// workloadIdentity resolves a workloadIdentity auth. With a serviceAccountRef, that ServiceAccount's tokens are
+// exchanged (in ownNamespace for a VaultConnection); without one, which only a ClusterVaultConnection
+// (ownNamespace "") may do, the controller's own workload identity from its environment. The ServiceAccount's
+// UID is part of AssertionKey, so a re-created ServiceAccount, or changed annotations (clientID, tenantID),
+// rebuild the credential.
+func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownNamespace string, wi *vaultcertv1.WorkloadIdentityAuth) (*keyvault.AuthConfig, error) {
+	if wi.ServiceAccountRef == nil {
+		if ownNamespace != "" {
+			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
+				message: what + " uses workloadIdentity without serviceAccountRef; only a ClusterVaultConnection may use the controller's own identity"}
+		}
+		getenv := r.getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		a := &keyvault.AuthConfig{Method: keyvault.AuthControllerWorkloadIdentity, ClientID: wi.ClientID, TenantID: wi.TenantID,
+			TokenFile: getenv("AZURE_FEDERATED_TOKEN_FILE")}
+		if a.ClientID == "" {
+			a.ClientID = getenv("AZURE_CLIENT_ID")
+		}
+		if a.TenantID == "" {
+			a.TenantID = getenv("AZURE_TENANT_ID")
+		}
+		var missing []string
+		for _, m := range []struct{ name, value string }{{"AZURE_CLIENT_ID", a.ClientID}, {"AZURE_TENANT_ID", a.TenantID}, {"AZURE_FEDERATED_TOKEN_FILE", a.TokenFile}} {
+			if m.value == "" {
+				missing = append(missing, m.name)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: fmt.Sprintf(
+				"%s uses the controller's own workload identity, but the controller's pod has no %s: enable Azure workload identity for the controller (pod label azure.workload.identity/use=true, ServiceAccount annotation azure.workload.identity/client-id), or set spec.auth.workloadIdentity.serviceAccountRef",
+				what, strings.Join(missing, ", "))}
+		}
+		a.AssertionKey = "controller:" + a.TokenFile
+		return a, nil
+	}
+	ref := wi.ServiceAccountRef
+	namespace := ref.Namespace
+	if ownNamespace != "" {
+		namespace = ownNamespace
+	}
+	if namespace == "" {
+		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
+			message: fmt.Sprintf("%s: serviceAccountRef %q needs a namespace", what, ref.Name)}
+	}
+	var sa corev1.ServiceAccount
+	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
+				message: fmt.Sprintf("%s: ServiceAccount %s/%s not found: create it, or fix spec.auth.workloadIdentity.serviceAccountRef", what, namespace, ref.Name)}
+		}
+		return nil, err
+	}
+	a := &keyvault.AuthConfig{Method: keyvault.AuthWorkloadIdentity, ClientID: wi.ClientID, TenantID: wi.TenantID}
+	if a.ClientID == "" {
+		a.ClientID = sa.Annotations[AnnotationWorkloadIdentityClientID]
+	}
+	if a.TenantID == "" {
+		a.TenantID = sa.Annotations[AnnotationWorkloadIdentityTenantID]
+	}
+	var missing []string
+	if a.ClientID == "" {
+		missing = append(missing, fmt.Sprintf("spec.auth.workloadIdentity.clientID or the ServiceAccount's %s annotation", AnnotationWorkloadIdentityClientID))
+	}
+	if a.TenantID == "" {
+		missing = append(missing, fmt.Sprintf("spec.auth.workloadIdentity.tenantID or the ServiceAccount's %s annotation", AnnotationWorkloadIdentityTenantID))
+	}
+	if len(missing) > 0 {
+		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: fmt.Sprintf(
+			"%s: workload identity through ServiceAccount %s/%s needs a client ID and a tenant ID: set %s", what, namespace, ref.Name, strings.Join(missing, ", and "))}
+	}
+	a.Assertion = newServiceAccountTokenSource(r.client, namespace, ref.Name).Token
+	a.AssertionKey = fmt.Sprintf("serviceaccount:%s/%s/%s", namespace, ref.Name, sa.UID)
+	return a, nil
 }
 
 // secretValue reads one key of a credential Secret. A VaultConnection's references always resolve in its own
@@ -201,4 +294,33 @@ func asConnectionError(err error) (*connectionError, bool) {
 	var ce *connectionError
 	ok := errors.As(err, &ce)
 	return ce, ok
+}
+
+// authenticationFix names the fix for a token failure, from the AADSTS code Entra ID answered with.
+func authenticationFix(err error) string {
+	var ae *keyvault.AuthenticationError
+	msg := err.Error()
+	if errors.As(err, &ae) && ae.Message != "" {
+		msg = ae.Message
+	}
+	for _, f := range []struct{ code, fix string }{
+		{"AADSTS7000215", "the client secret in the connection's Secret is wrong: store the secret's value (not its ID) from the application's Certificates & secrets page"},
+		{"AADSTS7000222", "the client secret has expired: create a new one for the application and update the connection's Secret"},
+		{"AADSTS700016", "no application with that clientID exists in the tenant: check clientID and tenantID (and cloud.authorityHost for sovereign clouds)"},
+		{"AADSTS90002", "the tenant does not exist in this cloud: check tenantID and cloud.authorityHost"},
+		{"AADSTS700211", "the ServiceAccount token's issuer matches none of the application's federated credentials: set the federated credential's issuer to the cluster's OIDC issuer URL exactly (az aks show --query oidcIssuerProfile.issuerUrl)"},
+		{"AADSTS700212", "the application's federated credential must have audience api://AzureADTokenExchange"},
+		{"AADSTS70021", "add a federated credential to the application (or user-assigned identity) with the cluster's OIDC issuer and subject system:serviceaccount:<namespace>:<serviceaccount>, exactly as shown above"},
+		{"AADSTS700024", "the assertion is outside its validity period: check the clocks of the cluster and the ServiceAccount token lifetime"},
+		{"AADSTS50166", "Entra ID could not read the cluster's OIDC signing keys: the issuer's /.well-known/openid-configuration and JWKS must be publicly reachable"},
+		{"AADSTS700027", "the assertion's signature did not verify: for a client certificate, upload that certificate to the application; for workload identity, make sure the cluster's published OIDC keys are current"},
+	} {
+		if strings.Contains(msg, f.code) {
+			return f.fix
+		}
+	}
+	if strings.Contains(msg, "TokenRequest") {
+		return "grant the controller create on serviceaccounts/token, and check the ServiceAccount exists"
+	}
+	return "check tenantID, clientID and the credential (client secret or certificate Secret, or the ServiceAccount's federated credential)"
 }

@@ -6,8 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,18 +90,37 @@ func TestWrongSecretAndUnknownClient(t *testing.T) {
 func TestFederatedCredential(t *testing.T) {
 	s := startServer(t)
 	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	s.AddFederatedCredential("wi-client", "https://kubernetes.default.svc", "system:serviceaccount:ns:sa")
-	assertion := func(sub string) func(context.Context) (string, error) {
-		return func(context.Context) (string, error) {
-			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-				"iss": "https://kubernetes.default.svc", "sub": sub, "aud": []string{"api://AzureADTokenExchange"},
-				"exp": time.Now().Add(time.Hour).Unix(),
-			})
-			return tok.SignedString([]byte("k8s"))
-		}
+	const issuer = "https://kubernetes.default.svc"
+	s.AddFederatedCredential("wi-client", issuer, "system:serviceaccount:ns:sa")
+	issuerKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
 	}
-	mk := func(sub string) azcore.TokenCredential {
-		cred, err := azidentity.NewClientAssertionCredential(s.TenantID(), "wi-client", assertion(sub), &azidentity.ClientAssertionCredentialOptions{
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The issuer's keys arrive as a JWKS document, as Entra ID reads them from the issuer's jwks_uri.
+	jwks := fmt.Sprintf(`{"keys":[{"use":"sig","kty":"RSA","kid":"k1","alg":"RS256","n":%q,"e":"AQAB"}]}`,
+		base64.RawURLEncoding.EncodeToString(issuerKey.N.Bytes()))
+	if err := s.AddFederatedIssuer(issuer, []byte(jwks)); err != nil {
+		t.Fatal(err)
+	}
+	type claims struct {
+		iss, sub, aud string
+		exp           time.Duration
+		key           *rsa.PrivateKey
+	}
+	good := claims{iss: issuer, sub: "system:serviceaccount:ns:sa", aud: "api://AzureADTokenExchange", exp: time.Hour, key: issuerKey}
+	mk := func(c claims) azcore.TokenCredential {
+		assertion := func(context.Context) (string, error) {
+			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+				"iss": c.iss, "sub": c.sub, "aud": []string{c.aud}, "exp": time.Now().Add(c.exp).Unix(),
+			})
+			tok.Header["kid"] = "k1"
+			return tok.SignedString(c.key)
+		}
+		cred, err := azidentity.NewClientAssertionCredential(s.TenantID(), "wi-client", assertion, &azidentity.ClientAssertionCredentialOptions{
 			ClientOptions: azcore.ClientOptions{
 				Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: s.AuthorityHost()},
 				Transport: s.HTTPClient(), Retry: noRetry,
@@ -110,13 +132,60 @@ func TestFederatedCredential(t *testing.T) {
 		}
 		return cred
 	}
-	if _, err := newClients(t, s, mk("system:serviceaccount:ns:sa"), noRetry).certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
+	if _, err := newClients(t, s, mk(good), noRetry).certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := newClients(t, s, mk("system:serviceaccount:ns:other"), noRetry).certs.GetCertificate(ctx(t), "t", "", nil)
-	var afe *azidentity.AuthenticationFailedError
-	if !errors.As(err, &afe) {
-		t.Fatalf("want AuthenticationFailedError, got %v", err)
+	with := func(f func(*claims)) claims { c := good; f(&c); return c }
+	for _, tc := range []struct {
+		name string
+		c    claims
+		want string
+	}{
+		{"subject", with(func(c *claims) { c.sub = "system:serviceaccount:ns:other" }), "AADSTS70021"},
+		{"issuer", with(func(c *claims) { c.iss = "https://elsewhere.example" }), "AADSTS700211"},
+		{"audience", with(func(c *claims) { c.aud = "https://kubernetes.default.svc" }), "AADSTS700212"},
+		{"expired", with(func(c *claims) { c.exp = -time.Hour }), "AADSTS700024"},
+		{"signature", with(func(c *claims) { c.key = otherKey }), "AADSTS700027"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newClients(t, s, mk(tc.c), noRetry).certs.GetCertificate(ctx(t), "t", "", nil)
+			var afe *azidentity.AuthenticationFailedError
+			if !errors.As(err, &afe) || afe.RawResponse.StatusCode != 401 {
+				t.Fatalf("want a 401 AuthenticationFailedError, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %s, got %v", tc.want, err)
+			}
+		})
+	}
+	// An issuer whose keys the authority cannot get is refused, never trusted unverified.
+	s.AddFederatedCredential("wi-client", "https://nokeys.example", "system:serviceaccount:ns:sa")
+	_, err = newClients(t, s, mk(with(func(c *claims) { c.iss = "https://nokeys.example" })), noRetry).certs.GetCertificate(ctx(t), "t", "", nil)
+	if err == nil || !strings.Contains(err.Error(), "AADSTS50166") {
+		t.Fatalf("want AADSTS50166, got %v", err)
+	}
+	// Keys given directly work as well as a JWKS document, and replace the earlier ones (rotation).
+	s.AddFederatedIssuerKeys(issuer, &otherKey.PublicKey)
+	if _, err := newClients(t, s, mk(with(func(c *claims) { c.key = otherKey })), noRetry).certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddFederatedIssuer(issuer, []byte(`{"keys":[]}`)); err == nil {
+		t.Fatal("an empty JWKS was accepted")
+	}
+}
+
+func TestRotatedClientSecret(t *testing.T) {
+	s := startServer(t)
+	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	s.AddClientSecret("rotating", "old")
+	s.AddClientSecret("rotating", "new")
+	s.RemoveClientSecret("rotating", "old")
+	if _, err := newClients(t, s, secretCredential(t, s, "rotating", "new"), noRetry).certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newClients(t, s, secretCredential(t, s, "rotating", "old"), noRetry).certs.GetCertificate(ctx(t), "t", "", nil)
+	if err == nil || !strings.Contains(err.Error(), "AADSTS7000215") {
+		t.Fatalf("want AADSTS7000215, got %v", err)
 	}
 }
 

@@ -1,15 +1,20 @@
 package fakevault
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -38,6 +43,7 @@ type authority struct {
 	secrets       map[string][]string
 	certs         map[string][]*x509.Certificate
 	federated     map[string][]federatedCredential
+	issuerKeys    map[string][]issuerKey
 	restrictions  map[string]map[string]bool
 	tokenLifetime time.Duration
 	generation    int
@@ -67,6 +73,7 @@ func newAuthority(tenant string) (*authority, error) {
 		secrets:       map[string][]string{},
 		certs:         map[string][]*x509.Certificate{},
 		federated:     map[string][]federatedCredential{},
+		issuerKeys:    map[string][]issuerKey{},
 		restrictions:  map[string]map[string]bool{},
 		tokenLifetime: time.Hour,
 	}, nil
@@ -89,14 +96,128 @@ func (s *Server) AddClientCertificate(clientID string, cert *x509.Certificate) {
 	s.auth.certs[clientID] = append(s.auth.certs[clientID], cert)
 }
 
-// AddFederatedCredential registers a workload identity federation: a client assertion whose iss
-// and sub match and whose aud is api://AzureADTokenExchange is accepted for clientID (what
-// WorkloadIdentityCredential and ClientAssertionCredential send). Its signature is NOT verified
-// (the fake does not fetch the issuer's keys); exp is.
+// AddFederatedCredential registers a workload identity federation: a client assertion is accepted for
+// clientID when its iss and sub equal issuer and subject (case-sensitive, as Entra ID compares them), its
+// aud is api://AzureADTokenExchange, it has not expired, and its signature verifies against a key of the
+// issuer registered with AddFederatedIssuer or AddFederatedIssuerKeys (Entra ID fetches those from the
+// issuer's OIDC discovery document; the fake is told them). Wrong assertions get the real AADSTS codes:
+// 700211 (issuer), 70021 (subject), 700212 (audience), 700024 (expiry), 700027 (signature) and 50166 (no
+// keys known for the issuer).
 func (s *Server) AddFederatedCredential(clientID, issuer, subject string) {
 	s.auth.mu.Lock()
 	defer s.auth.mu.Unlock()
 	s.auth.federated[clientID] = append(s.auth.federated[clientID], federatedCredential{issuer, subject})
+}
+
+// issuerKey is one verification key of a federated issuer; kid is empty when the key set gave none.
+type issuerKey struct {
+	kid string
+	key crypto.PublicKey
+}
+
+// AddFederatedIssuer sets the signing keys of a federated issuer from its JWKS document (what the issuer
+// serves at the jwks_uri of its /.well-known/openid-configuration; for Kubernetes, /openid/v1/jwks). RSA
+// and EC (P-256, P-384, P-521) keys are read; other keys are skipped. Calling it again replaces the keys,
+// as a key rotation at the issuer does.
+func (s *Server) AddFederatedIssuer(issuer string, jwks []byte) error {
+	keys, err := parseJWKS(jwks)
+	if err != nil {
+		return fmt.Errorf("fakevault: JWKS of %s: %w", issuer, err)
+	}
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	s.auth.issuerKeys[issuer] = keys
+	return nil
+}
+
+// AddFederatedIssuerKeys sets the signing keys (*rsa.PublicKey or *ecdsa.PublicKey) of a federated issuer
+// directly, for tests that sign their own assertions. It replaces earlier keys of that issuer.
+func (s *Server) AddFederatedIssuerKeys(issuer string, keys ...crypto.PublicKey) {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	ks := make([]issuerKey, 0, len(keys))
+	for _, k := range keys {
+		ks = append(ks, issuerKey{key: k})
+	}
+	s.auth.issuerKeys[issuer] = ks
+}
+
+// parseJWKS reads the RSA and EC keys of a JSON Web Key Set.
+func parseJWKS(doc []byte) ([]issuerKey, error) {
+	var set struct {
+		Keys []struct {
+			Kty string `json:"kty"`
+			Kid string `json:"kid"`
+			Use string `json:"use"`
+			N   string `json:"n"`
+			E   string `json:"e"`
+			Crv string `json:"crv"`
+			X   string `json:"x"`
+			Y   string `json:"y"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(doc, &set); err != nil {
+		return nil, err
+	}
+	b64 := func(s string) (*big.Int, error) {
+		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+		if err != nil || len(b) == 0 {
+			return nil, errors.New("bad base64url integer")
+		}
+		return new(big.Int).SetBytes(b), nil
+	}
+	var keys []issuerKey
+	for _, k := range set.Keys {
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		switch k.Kty {
+		case "RSA":
+			n, err := b64(k.N)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: n: %w", k.Kid, err)
+			}
+			e, err := b64(k.E)
+			if err != nil || !e.IsInt64() {
+				return nil, fmt.Errorf("key %q: bad e", k.Kid)
+			}
+			keys = append(keys, issuerKey{kid: k.Kid, key: &rsa.PublicKey{N: n, E: int(e.Int64())}})
+		case "EC":
+			var curve elliptic.Curve
+			switch k.Crv {
+			case "P-256":
+				curve = elliptic.P256()
+			case "P-384":
+				curve = elliptic.P384()
+			case "P-521":
+				curve = elliptic.P521()
+			default:
+				continue
+			}
+			x, err := b64(k.X)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: x: %w", k.Kid, err)
+			}
+			y, err := b64(k.Y)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: y: %w", k.Kid, err)
+			}
+			keys = append(keys, issuerKey{kid: k.Kid, key: &ecdsa.PublicKey{Curve: curve, X: x, Y: y}})
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no RSA or EC signing key")
+	}
+	return keys, nil
+}
+
+// RemoveClientSecret withdraws one client secret of clientID (a rotated-out secret); the others stay.
+func (s *Server) RemoveClientSecret(clientID, secret string) {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	s.auth.secrets[clientID] = slices.DeleteFunc(s.auth.secrets[clientID], func(v string) bool {
+		return subtle.ConstantTimeCompare([]byte(v), []byte(secret)) == 1
+	})
 }
 
 // Restrict limits clientID to the named certificates (case-insensitive): any other certificate,
@@ -400,6 +521,10 @@ func (a *authority) checkAssertion(clientID, tenant, assertion string) (int, str
 	a.mu.Lock()
 	certs := slices.Clone(a.certs[clientID])
 	feds := slices.Clone(a.federated[clientID])
+	issuerKeys := make(map[string][]issuerKey, len(a.issuerKeys))
+	for iss, ks := range a.issuerKeys {
+		issuerKeys[iss] = ks
+	}
 	a.mu.Unlock()
 
 	unverified, _, err := jwt.NewParser().ParseUnverified(assertion, jwt.MapClaims{})
@@ -411,7 +536,7 @@ func (a *authority) checkAssertion(clientID, tenant, assertion string) (int, str
 	if hasS256 || hasX5T {
 		return a.checkCertAssertion(clientID, tenant, assertion, unverified, certs)
 	}
-	return checkFederatedAssertion(clientID, assertion, feds)
+	return checkFederatedAssertion(assertion, feds, issuerKeys)
 }
 
 func (a *authority) checkCertAssertion(clientID, tenant, assertion string, unverified *jwt.Token, certs []*x509.Certificate) (int, string) {
@@ -443,27 +568,62 @@ func (a *authority) checkCertAssertion(clientID, tenant, assertion string, unver
 	return 700021, fmt.Sprintf("AADSTS700021: Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials. Audience: %v", aud)
 }
 
-func checkFederatedAssertion(clientID, assertion string, feds []federatedCredential) (int, string) {
+// checkFederatedAssertion verifies a workload identity assertion the way Entra ID does: the issuer must be
+// one of the app's federated credentials, the signature must verify against that issuer's keys, and
+// then expiry, audience and subject are checked. It returns 0 or an AADSTS code and message.
+func checkFederatedAssertion(assertion string, feds []federatedCredential, issuerKeys map[string][]issuerKey) (int, string) {
 	claims := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(assertion, claims); err != nil {
+	unverified, _, err := jwt.NewParser().ParseUnverified(assertion, claims)
+	if err != nil {
 		return 50027, "AADSTS50027: JWT token is invalid or malformed."
 	}
 	iss, _ := claims.GetIssuer()
 	sub, _ := claims.GetSubject()
 	aud, _ := claims.GetAudience()
+	var subjects []string
+	for _, f := range feds {
+		if f.issuer == iss {
+			subjects = append(subjects, f.subject)
+		}
+	}
+	if len(subjects) == 0 {
+		return 700211, fmt.Sprintf("AADSTS700211: No matching federated identity record found for presented assertion issuer '%s'. Please note that the matching is done using a case-sensitive comparison. Check your federated identity credential Subject, Audience and Issuer against the presented assertion.", iss)
+	}
+	keys := issuerKeys[iss]
+	if len(keys) == 0 {
+		return 50166, fmt.Sprintf("AADSTS50166: Request to External OIDC endpoint failed. The signing keys of issuer '%s' could not be retrieved (fakevault: register them with AddFederatedIssuer).", iss)
+	}
+	kid, _ := unverified.Header["kid"].(string)
+	verified := false
+	for _, k := range keys {
+		if kid != "" && k.kid != "" && k.kid != kid {
+			continue
+		}
+		_, err := jwt.Parse(assertion, func(*jwt.Token) (any, error) { return k.key, nil },
+			jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}),
+			jwt.WithoutClaimsValidation())
+		if err == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return 700027, fmt.Sprintf("AADSTS700027: Client assertion failed signature validation. [Reason - The key was not found in the signing keys of issuer '%s'. Key ID of the assertion: '%s']", iss, kid)
+	}
 	exp, _ := claims.GetExpirationTime()
 	if exp == nil || exp.Before(time.Now().Add(-5*time.Minute)) {
+		return 700024, "AADSTS700024: Client assertion is not within its valid time range."
+	}
+	if nbf, _ := claims.GetNotBefore(); nbf != nil && nbf.After(time.Now().Add(5*time.Minute)) {
 		return 700024, "AADSTS700024: Client assertion is not within its valid time range."
 	}
 	if !slices.Contains([]string(aud), federatedAudience) {
 		return 700212, fmt.Sprintf("AADSTS700212: No matching federated identity record found for presented assertion audience '%s'.", strings.Join(aud, ","))
 	}
-	for _, f := range feds {
-		if f.issuer == iss && f.subject == sub {
-			return 0, ""
-		}
+	if slices.Contains(subjects, sub) {
+		return 0, ""
 	}
-	return 70021, fmt.Sprintf("AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: '%s'. Assertion Subject: '%s'. Assertion Audience: '%s'.", iss, sub, strings.Join(aud, ","))
+	return 70021, fmt.Sprintf("AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: '%s'. Assertion Subject: '%s'. Assertion Audience: '%s'. Please see https://learn.microsoft.com/entra/workload-id/workload-identity-federation for more information.", iss, sub, strings.Join(aud, ","))
 }
 
 func thumbMatches(h any, sum []byte) bool {

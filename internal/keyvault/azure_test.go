@@ -750,6 +750,7 @@ func TestWorkloadIdentityCredential(t *testing.T) {
 	const wiClient = "77777777-6666-5555-4444-333333333333"
 	const issuer, subject = "https://oidc.example/cluster", "system:serviceaccount:ns:sa"
 	e.s.AddFederatedCredential(wiClient, issuer, subject)
+	e.s.AddFederatedIssuerKeys(issuer, &assertionKey(t).PublicKey)
 	var calls int
 	var mu sync.Mutex
 	cfg := e.config("")
@@ -790,16 +791,17 @@ func TestWorkloadIdentityCredential(t *testing.T) {
 	}
 }
 
-// unsignedJWT is a ServiceAccount-like token; the fake checks iss, sub, aud and exp, not the signature.
+// unsignedJWT is a ServiceAccount-like token signed with assertionKey, which the test registers as the
+// issuer's key: the fake checks iss, sub, aud, exp and the signature.
 func unsignedJWT(t *testing.T, issuer, subject string) string {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
 		Issuer:    issuer,
 		Subject:   subject,
 		Audience:  jwt.ClaimStrings{"api://AzureADTokenExchange"},
 		IssuedAt:  jwt.NewNumericDate(time.Now()),
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
-	}).SignedString([]byte("test-only"))
+	}).SignedString(assertionKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,10 @@ const (
 	AuthManagedIdentity AuthMethod = "ManagedIdentity"
 	// AuthWorkloadIdentity exchanges a Kubernetes ServiceAccount token (from Assertion) for an Entra ID token.
 	AuthWorkloadIdentity AuthMethod = "WorkloadIdentity"
+	// AuthControllerWorkloadIdentity is the controller's own workload identity: the token file the Azure
+	// workload identity webhook projects into the controller's pod (AZURE_FEDERATED_TOKEN_FILE) is exchanged
+	// for TenantID and ClientID. Only a ClusterVaultConnection may select it.
+	AuthControllerWorkloadIdentity AuthMethod = "ControllerWorkloadIdentity"
 )
 
 // Config is everything needed to build a Client for one (vault, identity). Secret material lives only here and
@@ -60,8 +64,12 @@ type AuthConfig struct {
 	ClientCertificate []byte
 	// Assertion returns a fresh ServiceAccount token for AuthWorkloadIdentity.
 	Assertion func(ctx context.Context) (string, error)
-	// AssertionKey identifies the ServiceAccount behind Assertion (namespace/name) for caching.
+	// AssertionKey identifies the ServiceAccount behind Assertion (namespace/name, and its UID) for caching;
+	// for AuthControllerWorkloadIdentity, the token file.
 	AssertionKey string
+	// TokenFile is the projected ServiceAccount token of AuthControllerWorkloadIdentity; empty means
+	// AZURE_FEDERATED_TOKEN_FILE.
+	TokenFile string
 }
 
 // CloudConfig selects the authority and the trust roots.
@@ -119,7 +127,7 @@ func (c Config) Validate() error {
 		return err
 	}
 	switch c.Auth.Method {
-	case AuthClientSecret, AuthClientCertificate, AuthWorkloadIdentity:
+	case AuthClientSecret, AuthClientCertificate, AuthWorkloadIdentity, AuthControllerWorkloadIdentity:
 		return requireFields(c.Auth, true, true)
 	case AuthManagedIdentity, AuthDefault, "":
 		return nil

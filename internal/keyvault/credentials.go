@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -75,7 +76,8 @@ func credentialClientOptions(cloudCfg CloudConfig, transport policy.Transporter,
 		Transport: transport,
 		Telemetry: policy.TelemetryOptions{ApplicationID: applicationID},
 	}
-	// Left empty, azidentity uses AZURE_AUTHORITY_HOST or Azure public.
+	// Left empty here, azidentity uses AZURE_AUTHORITY_HOST or Azure public; newCredential pins Azure public
+	// for identities that belong to a connection rather than to the controller's pod.
 	if host := cloudCfg.AuthorityHost; host != "" {
 		if !strings.HasSuffix(host, "/") {
 			host += "/"
@@ -91,6 +93,7 @@ func newCredential(auth AuthConfig, cloudCfg CloudConfig, co azcore.ClientOption
 		cred azcore.TokenCredential
 		err  error
 	)
+	co = pinAuthority(auth.Method, co)
 	switch auth.Method {
 	case AuthClientSecret:
 		if err := requireFields(auth, true, true); err != nil {
@@ -141,6 +144,25 @@ func newCredential(auth AuthConfig, cloudCfg CloudConfig, co azcore.ClientOption
 			func(ctx context.Context) (string, error) { return assertion(ctx) },
 			&azidentity.ClientAssertionCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: cloudCfg.DisableInstanceDiscovery})
 
+	case AuthControllerWorkloadIdentity:
+		if err := requireFields(auth, true, true); err != nil {
+			return nil, err
+		}
+		tokenFile := auth.TokenFile
+		if tokenFile == "" {
+			tokenFile = os.Getenv("AZURE_FEDERATED_TOKEN_FILE")
+		}
+		if tokenFile == "" {
+			return nil, fmt.Errorf("%w: the controller has no workload identity: AZURE_FEDERATED_TOKEN_FILE is not set in its pod (label the pod azure.workload.identity/use=true and annotate its ServiceAccount with azure.workload.identity/client-id)", ErrInvalidConfig)
+		}
+		cred, err = azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
+			ClientOptions:            co,
+			ClientID:                 auth.ClientID,
+			TenantID:                 auth.TenantID,
+			TokenFilePath:            tokenFile,
+			DisableInstanceDiscovery: cloudCfg.DisableInstanceDiscovery,
+		})
+
 	case AuthDefault, "":
 		cred, err = azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
 			ClientOptions:            co,
@@ -156,6 +178,29 @@ func newCredential(auth AuthConfig, cloudCfg CloudConfig, co azcore.ClientOption
 		return nil, fmt.Errorf("%w: %s credential: %v", ErrInvalidConfig, methodName(auth.Method), err)
 	}
 	return &markedCredential{cred: cred}, nil
+}
+
+// pinAuthority returns co with Azure public as the authority when the connection names none and the
+// identity is the connection's own: it must not depend on the controller pod's AZURE_AUTHORITY_HOST.
+// China and US Government are selected with cloud.authorityHost https://login.chinacloudapi.cn/ and
+// https://login.microsoftonline.us/. The controller's own identities keep azidentity's default
+// (AZURE_AUTHORITY_HOST, else Azure public).
+func pinAuthority(m AuthMethod, co azcore.ClientOptions) azcore.ClientOptions {
+	if co.Cloud.ActiveDirectoryAuthorityHost == "" && !usesControllerEnvironment(m) {
+		co.Cloud = cloud.AzurePublic
+	}
+	return co
+}
+
+// usesControllerEnvironment reports whether a method is the controller pod's own identity, which follows
+// the pod's environment (AZURE_AUTHORITY_HOST, set by the workload identity webhook) when the connection
+// names no authority.
+func usesControllerEnvironment(m AuthMethod) bool {
+	switch m {
+	case AuthDefault, "", AuthManagedIdentity, AuthControllerWorkloadIdentity:
+		return true
+	}
+	return false
 }
 
 // requireFields checks the tenant and client IDs a service principal needs.
