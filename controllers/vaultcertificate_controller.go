@@ -156,7 +156,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	in := &syncInput{vc: vc, secret: secret, cert: cert, specHash: specHash(&vc.Spec, passwordVersion)}
 	if why, detail, needed := needsSync(in); needed {
 		log.V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
-		if err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != "", what); err != nil {
+		if err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != ""); err != nil {
 			return r.fail(ctx, vc, secret, classify(err, fmt.Sprintf("version %s of %s", cert.Version, what)))
 		}
 		vc.Status.LastSyncTime = &metav1.Time{Time: now}
@@ -190,7 +190,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 // writeSecret fetches the key material of exactly cert.Version, validates it and applies the Secret.
 // Any failure leaves the existing Secret untouched.
 func (r *VaultCertificateReconciler) writeSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate, existing *corev1.Secret,
-	kv keyvault.Client, cert *keyvault.Certificate, hash, password string, hasPassword bool, what string) error {
+	kv keyvault.Client, cert *keyvault.Certificate, hash, password string, hasPassword bool) error {
 	kvSecret, err := kv.GetSecret(ctx, vc.Spec.CertificateName, cert.Version)
 	if err != nil {
 		return err

@@ -67,6 +67,9 @@ type ThrottledError struct {
 	// PausedUntil is when the Governor lets requests to this vault through again; zero when unknown
 	// (for example when the error came from Classify alone, without a Governor).
 	PausedUntil time.Time
+	// Vault is the vault host the Governor refused a call to (set on VaultPaused and ClientRateLimited);
+	// empty for a 429 classified from a response, whose request URL names the vault.
+	Vault string
 }
 
 // RequeueAfter is how long a caller should wait before trying again: the longer of the server's hint and

@@ -163,6 +163,7 @@ func (g *Governor) Wait(ctx context.Context, host, operation string) error {
 			},
 			RetryAfter:  remaining,
 			PausedUntil: until,
+			Vault:       normalizeHost(host),
 		}
 	}
 
@@ -204,17 +205,25 @@ func (g *Governor) localThrottle(host, operation string, wait time.Duration) err
 			Message:    fmt.Sprintf("the client-side budget for %s is exhausted; nothing was sent", host),
 		},
 		RetryAfter: wait,
+		Vault:      normalizeHost(host),
 	}
 }
 
 // Throttled records a 429 from host and pauses it: for hint when the server sent one, else for an
 // exponential backoff with jitter (BaseBackoff doubling per consecutive 429, capped at MaxBackoff).
 // A pause never shortens an existing one. It returns the end of the pause.
+//
+// A hint-less 429 that arrives while the vault is already paused answers a request that was in flight when
+// the pause began: it belongs to the same throttling episode and neither escalates nor extends the backoff.
+// Otherwise a burst of concurrent requests would climb the whole 1, 2, 4, 8, 16 s ladder at once.
 func (g *Governor) Throttled(host string, hint time.Duration) time.Time {
 	now := g.opts.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.state(host)
+	if hint <= 0 && now.Before(s.pausedUntil) {
+		return s.pausedUntil
+	}
 	s.throttles++
 	pause := hint
 	if pause <= 0 {

@@ -77,6 +77,31 @@ func TestGovernorBackoffWithoutHint(t *testing.T) {
 	}
 }
 
+// Concurrent requests that were in flight when the first 429 came back are throttled too; their 429s are one
+// episode, not five consecutive ones: the pause stays at the first step of the ladder.
+func TestGovernorInFlight429sDoNotEscalate(t *testing.T) {
+	clk := newFakeClock()
+	g := NewGovernor(GovernorOptions{Now: clk.Now, Jitter: func() float64 { return 0.5 }})
+	const host = "v.vault.azure.net"
+	first := g.Throttled(host, 0)
+	for range 5 {
+		clk.Advance(10 * time.Millisecond)
+		if got := g.Throttled(host, 0); !got.Equal(first) {
+			t.Fatalf("an in-flight 429 moved the pause from %v to %v", first, got)
+		}
+	}
+	// The next 429 after the pause is the second step.
+	clk.Advance(first.Sub(clk.Now()))
+	if got := g.Throttled(host, 0).Sub(clk.Now()); got != 2*time.Second {
+		t.Fatalf("second episode: pause %v, want 2s", got)
+	}
+	// A server hint still extends a running pause.
+	until := g.PausedUntil(host)
+	if got := g.Throttled(host, 10*time.Second); !got.After(until) {
+		t.Fatalf("a 10s Retry-After did not extend the pause ending %v (got %v)", until, got)
+	}
+}
+
 func TestGovernorBackoffJitterStaysCapped(t *testing.T) {
 	clk := newFakeClock()
 	g := NewGovernor(GovernorOptions{Now: clk.Now, Jitter: func() float64 { return 0.999 }})

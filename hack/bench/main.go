@@ -1,0 +1,526 @@
+// Command bench measures vaultcert at scale, with nothing from Azure: N VaultCertificates on one fake Key Vault in
+// limit mode (the service's budget over a sliding window, 4,000 requests per 10 s by default), a real kube-apiserver
+// and etcd (envtest), and the real vaultcert binary as a subprocess, so its peak RSS is the process's own.
+//
+// It prints the time until all N are Ready, the shortest time the vault's budget allows for the calls that took,
+// their ratio, Key Vault calls per certificate cold and per refresh in steady state (every VaultCertificate
+// annotated with vaultcert.io/refresh, nothing changed in the vault) and per refresh after a rotation, the 429s
+// received, and the controller's peak RSS (VmHWM). It is a benchmark, not a test: it asserts nothing beyond
+// "everything became Ready". `make bench` runs it; BENCH_ARGS passes flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/fakevault"
+)
+
+const (
+	benchClientID     = "00000000-0000-4000-8000-0000000000be"
+	benchClientSecret = "bench-client-secret"
+	benchNamespace    = "bench"
+)
+
+// options are the command's flags.
+type options struct {
+	n           int
+	limit       int
+	window      time.Duration
+	binary      string
+	concurrency int
+	vaultRPS    float64
+	vaultBurst  int
+	timeout     time.Duration
+	keyType     string
+	logPath     string
+	extraArgs   string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 1000, "Number of VaultCertificates (and Key Vault certificates).")
+	flag.IntVar(&o.limit, "limit", 4000, "The fake vault's budget: requests admitted per window (Key Vault: 4,000 per 10 s).")
+	flag.DurationVar(&o.window, "window", 10*time.Second, "The fake vault's sliding window.")
+	flag.StringVar(&o.binary, "binary", "bin/vaultcert", "The vaultcert binary to run (make bench builds it).")
+	flag.IntVar(&o.concurrency, "concurrent-reconciles", 0, "Passed to vaultcert --concurrent-reconciles (0: vaultcert's default).")
+	flag.Float64Var(&o.vaultRPS, "vault-requests-per-second", 0, "Passed to vaultcert --vault-requests-per-second (0: vaultcert's default).")
+	flag.IntVar(&o.vaultBurst, "vault-burst", 0, "Passed to vaultcert --vault-burst (0: vaultcert's default).")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "How long to wait for each phase.")
+	flag.StringVar(&o.keyType, "key-type", "EC", "Key type of the seeded certificates (EC or RSA; RSA makes seeding slow).")
+	flag.StringVar(&o.logPath, "log", "", "Write vaultcert's log here (default: a temporary file, deleted).")
+	flag.StringVar(&o.extraArgs, "controller-args", "", "More vaultcert flags, space-separated, e.g. \"--kube-api-qps=500 --kube-api-burst=1000\".")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench failed:", err)
+		os.Exit(1)
+	}
+}
+
+// phase is the vault's counts over one phase of the run.
+type phase struct {
+	name     string
+	elapsed  time.Duration
+	counts   map[string]int
+	calls    int // every request that reached the vault, throttled ones included
+	admitted int // calls - 429s
+	throttle int
+}
+
+func run(o options) error {
+	ctx, stop := signalContext()
+	defer stop()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set: run `make bench`, which provides the control plane binaries")
+	}
+	if _, err := os.Stat(o.binary); err != nil {
+		return fmt.Errorf("%s: %w (run `make build` first)", o.binary, err)
+	}
+	work, err := os.MkdirTemp("", "vaultcert-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	fmt.Printf("control plane: starting kube-apiserver + etcd\n")
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	kubeconfigPath := filepath.Join(work, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = vaultcertv1.AddToScheme(scheme)
+	cfg.QPS, cfg.Burst = 1000, 2000 // the bench's own client must not be the bottleneck
+	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+
+	vault, err := fakevault.Start(fakevault.Options{})
+	if err != nil {
+		return err
+	}
+	defer vault.Close()
+	vault.AddClientSecret(benchClientID, benchClientSecret)
+	fmt.Printf("fake vault: seeding %d %s certificates\n", o.n, o.keyType)
+	names := make([]string, o.n)
+	if err := parallel(o.n, func(i int) error {
+		names[i] = fmt.Sprintf("cert-%05d", i)
+		_, err := vault.Seed(fakevault.CertSpec{Name: names[i], KeyType: o.keyType, ChainDepth: 1 + i%3})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := setUp(ctx, k8s, vault); err != nil {
+		return err
+	}
+	vault.SetLimitWindow(o.window)
+	vault.SetLimit(o.limit, true)
+	vault.ResetCounts()
+
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	args := []string{"--leader-elect=false", "--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--zap-log-level=info"}
+	if o.concurrency > 0 {
+		args = append(args, "--concurrent-reconciles="+strconv.Itoa(o.concurrency))
+	}
+	if o.vaultRPS > 0 {
+		args = append(args, fmt.Sprintf("--vault-requests-per-second=%g", o.vaultRPS))
+	}
+	if o.vaultBurst > 0 {
+		args = append(args, "--vault-burst="+strconv.Itoa(o.vaultBurst))
+	}
+	args = append(args, strings.Fields(o.extraArgs)...)
+	controller := exec.Command(o.binary, args...)
+	controller.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	logPath := o.logPath
+	if logPath == "" {
+		logPath = filepath.Join(work, "vaultcert.log")
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	controller.Stdout, controller.Stderr = logFile, logFile
+	fmt.Printf("controller: %s %s\n", o.binary, strings.Join(args, " "))
+	if err := controller.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- controller.Wait() }()
+	defer func() {
+		_ = controller.Process.Signal(syscall.SIGTERM)
+		<-exited
+	}()
+	alive := func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("vaultcert exited: %v (log: %s)", err, logPath)
+		default:
+			return nil
+		}
+	}
+
+	// Cold start: the clock runs from the first create to the last Ready.
+	fmt.Printf("cold: creating %d VaultCertificates\n", o.n)
+	start := time.Now()
+	if err := parallel(o.n, func(i int) error {
+		return k8s.Create(ctx, &vaultcertv1.VaultCertificate{
+			ObjectMeta: metav1.ObjectMeta{Name: names[i], Namespace: benchNamespace},
+			Spec: vaultcertv1.VaultCertificateSpec{
+				ConnectionRef:   vaultcertv1.ConnectionReference{Name: "vault"},
+				CertificateName: names[i],
+				SecretName:      names[i] + "-tls",
+			},
+		})
+	}); err != nil {
+		return err
+	}
+	created := time.Since(start)
+	if err := waitAll(ctx, k8s, o.n, o.timeout, alive, func(vc *vaultcertv1.VaultCertificate) bool {
+		c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionTrue
+	}); err != nil {
+		return err
+	}
+	cold := measure("cold start", time.Since(start), vault)
+
+	// Steady state: every VaultCertificate asks Key Vault again; nothing changed there.
+	refreshed, err := refreshAll(ctx, k8s, vault, names, o, alive, "steady refresh")
+	if err != nil {
+		return err
+	}
+
+	// Rotation: a new version of every certificate, then a refresh of all.
+	for _, name := range names {
+		if _, err := vault.Rotate(name); err != nil {
+			return err
+		}
+	}
+	rotated, err := refreshAll(ctx, k8s, vault, names, o, alive, "refresh after rotation")
+	if err != nil {
+		return err
+	}
+	if err := waitAll(ctx, k8s, o.n, o.timeout, alive, func(vc *vaultcertv1.VaultCertificate) bool {
+		v, err := vault.Latest(vc.Spec.CertificateName)
+		return err == nil && vc.Status.Version == v.Version
+	}); err != nil {
+		return err
+	}
+
+	hwm, rss := procStatus(controller.Process.Pid, "VmHWM"), procStatus(controller.Process.Pid, "VmRSS")
+	report(o, created, cold, refreshed, rotated, hwm, rss)
+	where(metricsAddr)
+	return nil
+}
+
+// freeAddr returns a free loopback address for the controller's metrics endpoint.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// where prints where the controller's time went over the whole run, from its own metrics endpoint: mean
+// reconcile time, mean wait in the work queue and mean Key Vault request latency.
+func where(addr string) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		fmt.Printf("\n(metrics unavailable: %v)\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return
+	}
+	sums := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		labels := ""
+		if i := strings.Index(name, "{"); i >= 0 {
+			name, labels = name[:i], name[i:]
+		}
+		if strings.Contains(name, "workqueue") && !strings.Contains(labels, `name="vaultcertificate"`) {
+			continue
+		}
+		if strings.HasPrefix(name, "controller_runtime_reconcile_time_seconds") && !strings.Contains(labels, `controller="vaultcertificate"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err == nil {
+			sums[name] += v
+		}
+	}
+	mean := func(base string) string {
+		c := sums[base+"_count"]
+		if c == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f ms over %.0f", 1000*sums[base+"_sum"]/c, c)
+	}
+	fmt.Printf("\nwhere the time went (controller metrics, whole run):\n")
+	fmt.Printf("  VaultCertificate reconcile:        %s reconciles\n", mean("controller_runtime_reconcile_time_seconds"))
+	fmt.Printf("  wait in the work queue:            %s items\n", mean("workqueue_queue_duration_seconds"))
+	fmt.Printf("  Key Vault request:                 %s requests\n", mean("vaultcert_keyvault_request_duration_seconds"))
+}
+
+// setUp creates the namespace and a VaultConnection with a service principal to the fake vault.
+func setUp(ctx context.Context, k8s client.Client, vault *fakevault.Server) error {
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}); err != nil {
+		return err
+	}
+	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kv-credentials", Namespace: benchNamespace},
+		StringData: map[string]string{"clientSecret": benchClientSecret}}); err != nil {
+		return err
+	}
+	return k8s.Create(ctx, &vaultcertv1.VaultConnection{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault", Namespace: benchNamespace},
+		Spec: vaultcertv1.ConnectionSpec{
+			VaultURL: vault.URL(),
+			Auth: &vaultcertv1.ConnectionAuth{ServicePrincipal: &vaultcertv1.ServicePrincipalAuth{
+				TenantID: vault.TenantID(), ClientID: benchClientID,
+				ClientSecretRef: &vaultcertv1.SecretKeyReference{Name: "kv-credentials", Key: "clientSecret"},
+			}},
+			Cloud: &vaultcertv1.CloudConfig{
+				AuthorityHost: vault.AuthorityHost(), DisableInstanceDiscovery: true,
+				DisableChallengeResourceVerification: true, CABundle: string(vault.CAPEM()),
+			},
+		},
+	})
+}
+
+// refreshAll resets the vault's counts, annotates every VaultCertificate with vaultcert.io/refresh and waits
+// until the vault has seen a GetCertificate for each, then until the calls stop growing.
+func refreshAll(ctx context.Context, k8s client.Client, vault *fakevault.Server, names []string, o options,
+	alive func() error, what string) (phase, error) {
+	fmt.Printf("%s: annotating %d VaultCertificates with %s\n", what, len(names), vaultcertv1.AnnotationRefresh)
+	vault.ResetCounts()
+	start := time.Now()
+	stamp := strconv.FormatInt(start.UnixNano(), 10)
+	if err := parallel(len(names), func(i int) error {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, vaultcertv1.AnnotationRefresh, stamp)
+		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: names[i]}}
+		return k8s.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
+	}); err != nil {
+		return phase{}, err
+	}
+	deadline := time.Now().Add(o.timeout)
+	for {
+		done := 0
+		for _, n := range names {
+			if vault.CountFor(fakevault.OpGetCertificate, n) > 0 {
+				done++
+			}
+		}
+		if done == len(names) {
+			break
+		}
+		if err := alive(); err != nil {
+			return phase{}, err
+		}
+		if time.Now().After(deadline) {
+			return phase{}, fmt.Errorf("%s: only %d of %d certificates were read within %s", what, done, len(names), o.timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	// Stragglers (a secret read after a new version) finish within a moment; wait until the count is stable.
+	last := -1
+	for {
+		c := total(vault.Counts())
+		if c == last {
+			break
+		}
+		last = c
+		time.Sleep(time.Second)
+	}
+	return measure(what, elapsed, vault), nil
+}
+
+// waitAll polls the VaultCertificates until n satisfy ok.
+func waitAll(ctx context.Context, k8s client.Client, n int, timeout time.Duration, alive func() error, ok func(*vaultcertv1.VaultCertificate) bool) error {
+	deadline := time.Now().Add(timeout)
+	lastPrint := time.Now()
+	for {
+		var list vaultcertv1.VaultCertificateList
+		if err := k8s.List(ctx, &list, client.InNamespace(benchNamespace)); err != nil {
+			return err
+		}
+		good := 0
+		for i := range list.Items {
+			if ok(&list.Items[i]) {
+				good++
+			}
+		}
+		if good == n {
+			return nil
+		}
+		if err := alive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d VaultCertificates got there within %s", good, n, timeout)
+		}
+		if time.Since(lastPrint) > 5*time.Second {
+			fmt.Printf("  %d/%d\n", good, n)
+			lastPrint = time.Now()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// vaultOps are the counters of requests that reached the vault (the token endpoint is the identity
+// provider's, not the vault's; Throttled is a sub-count of the others).
+func total(counts map[string]int) int {
+	sum := 0
+	for op, c := range counts {
+		switch op {
+		case fakevault.OpToken, fakevault.OpDiscovery, fakevault.OpThrottled:
+		default:
+			sum += c
+		}
+	}
+	return sum
+}
+
+// measure reads the vault's counts for a phase.
+func measure(name string, elapsed time.Duration, vault *fakevault.Server) phase {
+	counts := vault.Counts()
+	p := phase{name: name, elapsed: elapsed, counts: counts, calls: total(counts), throttle: counts[fakevault.OpThrottled]}
+	p.admitted = p.calls - p.throttle
+	return p
+}
+
+// report prints the results as a Markdown table (docs/benchmarks.md takes it verbatim).
+func report(o options, created time.Duration, cold, refreshed, rotated phase, hwm, rss string) {
+	rate := float64(o.limit) / o.window.Seconds()
+	minimum := time.Duration(float64(cold.admitted) / rate * float64(time.Second))
+	n := float64(o.n)
+	fmt.Printf("\n## vaultcert bench: %d VaultCertificates, vault budget %d requests per %s (%.0f/s)\n\n", o.n, o.limit, o.window, rate)
+	fmt.Printf("| measure | value |\n|---|---|\n")
+	fmt.Printf("| time to all Ready (cold, from the first create; creating took %s) | %s |\n", created.Round(time.Millisecond), cold.elapsed.Round(time.Millisecond))
+	fmt.Printf("| minimum the vault's budget allows for the %d calls admitted | %s |\n", cold.admitted, minimum.Round(time.Millisecond))
+	fmt.Printf("| ratio (time to all Ready / minimum) | %.2f |\n", float64(cold.elapsed)/float64(max(minimum, time.Millisecond)))
+	fmt.Printf("| Key Vault calls per certificate, cold | %.2f (%s) |\n", float64(cold.calls)/n, breakdown(cold.counts))
+	fmt.Printf("| 429s received, cold | %d |\n", cold.throttle)
+	fmt.Printf("| Key Vault calls per certificate, steady-state refresh | %.2f (%s), all read in %s |\n", float64(refreshed.calls)/n, breakdown(refreshed.counts), refreshed.elapsed.Round(time.Millisecond))
+	fmt.Printf("| 429s received, steady-state refresh | %d |\n", refreshed.throttle)
+	fmt.Printf("| Key Vault calls per certificate, refresh after a rotation | %.2f (%s), all read in %s |\n", float64(rotated.calls)/n, breakdown(rotated.counts), rotated.elapsed.Round(time.Millisecond))
+	fmt.Printf("| 429s received, refresh after a rotation | %d |\n", rotated.throttle)
+	fmt.Printf("| controller peak RSS (VmHWM) / RSS at the end | %s / %s |\n", hwm, rss)
+}
+
+// breakdown lists the vault operations of a phase.
+func breakdown(counts map[string]int) string {
+	var parts []string
+	for op, c := range counts {
+		if op != fakevault.OpToken && op != fakevault.OpDiscovery && c > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", op, c))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// procStatus reads one field of /proc/<pid>/status, e.g. "VmHWM" -> "61234 kB".
+func procStatus(pid int, field string) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			if err != nil {
+				return strings.TrimSpace(v)
+			}
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+	}
+	return "unknown"
+}
+
+// parallel runs f(0..n-1) on 16 goroutines and returns the first error.
+func parallel(n int, f func(int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// signalContext is cancelled on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
