@@ -30,7 +30,7 @@ func connectionKeyOf(vc *vaultcertv1.VaultCertificate) string {
 
 // SetupWithManager registers the reconciler, its index and its watches.
 func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
-	registerMetrics()
+	registerMetrics(mgr.GetCache())
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &vaultcertv1.VaultCertificate{}, connectionIndex,
 		func(o client.Object) []string { return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))} }); err != nil {
 		return err

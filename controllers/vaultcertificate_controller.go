@@ -57,6 +57,9 @@ type VaultCertificateReconciler struct {
 
 	// pauses emits one Warning event per vault pause (see pauseReporter).
 	pauses pauseReporter
+
+	// synced remembers what each successful reconcile established, to skip Key Vault until a refresh is due.
+	synced syncMemory
 }
 
 // +kubebuilder:rbac:groups=vaultcert.io,resources=vaultcertificates,verbs=get;list;watch
@@ -72,7 +75,7 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	var vc vaultcertv1.VaultCertificate
 	if err := r.Get(ctx, req.NamespacedName, &vc); err != nil {
 		if apierrors.IsNotFound(err) {
-			forgetCertificateMetrics(req.Namespace, req.Name)
+			r.synced.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -84,7 +87,6 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	before := vc.DeepCopy()
 	result, err := r.reconcile(ctx, &vc)
 	vc.Status.ObservedGeneration = vc.Generation
-	r.recordMetrics(&vc)
 	if !equality.Semantic.DeepEqual(before.Status, vc.Status) {
 		if perr := r.Status().Patch(ctx, &vc, client.MergeFrom(before)); perr != nil {
 			if apierrors.IsNotFound(perr) {
@@ -123,6 +125,19 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 			message: fmt.Sprintf("cannot use %s: %v", vc.Spec.ConnectionRef.Name, err)})
 	}
 
+	password, passwordVersion, err := r.pkcs12Password(ctx, vc)
+	if err != nil {
+		return r.fail(ctx, vc, secret, classify(err, "the PKCS12 password"))
+	}
+	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
+	state := syncInputs(vc, conn.config, specHash(&vc.Spec, passwordVersion))
+	if wait, fresh := r.synced.fresh(key, state, vc, secret, now); fresh {
+		// Nothing changed since the last successful sync and no refresh is due (typically the reconcile that
+		// our own Secret write triggered): Key Vault is not asked.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	r.synced.forget(key)
+
 	what := fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.config.VaultURL)
 	if vc.Spec.Version != "" {
 		what = fmt.Sprintf("version %s of %s", vc.Spec.Version, what)
@@ -149,11 +164,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 			cert.Version, what, held)})
 	}
 
-	password, passwordVersion, err := r.pkcs12Password(ctx, vc)
-	if err != nil {
-		return r.fail(ctx, vc, secret, classify(err, what))
-	}
-	in := &syncInput{vc: vc, secret: secret, cert: cert, specHash: specHash(&vc.Spec, passwordVersion)}
+	in := &syncInput{vc: vc, secret: secret, cert: cert, specHash: state.specHash}
 	if why, detail, needed := needsSync(in); needed {
 		log.V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
 		if err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != ""); err != nil {
@@ -184,6 +195,8 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 		// A new version is being issued: poll its operation rather than wait for the refresh interval.
 		next = min(next, issued.poll)
 	}
+	state.version, state.thumbprint, state.nextCheck = cert.Version, vc.Status.Thumbprint, now.Add(next)
+	r.synced.remember(key, state)
 	return ctrl.Result{RequeueAfter: next}, nil
 }
 
@@ -367,18 +380,6 @@ func readyCondition(vc *vaultcertv1.VaultCertificate) *metav1.Condition {
 		return &cp
 	}
 	return nil
-}
-
-// recordMetrics exports readiness and expiry.
-func (r *VaultCertificateReconciler) recordMetrics(vc *vaultcertv1.VaultCertificate) {
-	ready := 0.0
-	if c := readyCondition(vc); c != nil && c.Status == metav1.ConditionTrue {
-		ready = 1
-	}
-	certificateReady.WithLabelValues(vc.Namespace, vc.Name).Set(ready)
-	if vc.Status.NotAfter != nil {
-		certificateExpiry.WithLabelValues(vc.Namespace, vc.Name).Set(float64(vc.Status.NotAfter.Unix()))
-	}
 }
 
 func (r *VaultCertificateReconciler) now() time.Time {
