@@ -35,8 +35,9 @@ type resolvedConnection struct {
 	config keyvault.Config
 }
 
-// The controller reads the ServiceAccounts connections name (directly, not cached) and asks for their tokens.
-// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
+// The controller reads the ServiceAccounts connections name (directly, not cached) and asks for their tokens;
+// the credential watcher (credential_watch.go) also lists and watches exactly those, by name.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 
 // connectionResolver turns connection objects into keyvault.Config, enforcing the tenancy rules.
@@ -296,6 +297,11 @@ func asConnectionError(err error) (*connectionError, bool) {
 	return ce, ok
 }
 
+// managedIdentityFix is the fix when the managed identity endpoint does not know the requested identity.
+const managedIdentityFix = "the managed identity endpoint of the controller's node has no identity with spec.auth.managedIdentity.clientID: " +
+	"assign that user-assigned identity to the nodes the controller runs on (AKS: the node pool's VM scale set, or use the kubelet identity's client ID), " +
+	"check that clientID is the identity's client ID (not its object or resource ID), or omit clientID to use the system-assigned identity"
+
 // authenticationFix names the fix for a token failure, from the AADSTS code Entra ID answered with.
 func authenticationFix(err error) string {
 	var ae *keyvault.AuthenticationError
@@ -314,6 +320,10 @@ func authenticationFix(err error) string {
 		{"AADSTS700024", "the assertion is outside its validity period: check the clocks of the cluster and the ServiceAccount token lifetime"},
 		{"AADSTS50166", "Entra ID could not read the cluster's OIDC signing keys: the issuer's /.well-known/openid-configuration and JWKS must be publicly reachable"},
 		{"AADSTS700027", "the assertion's signature did not verify: for a client certificate, upload that certificate to the application; for workload identity, make sure the cluster's published OIDC keys are current"},
+		// Managed identity endpoints: App Service's 400 body, IMDS's 400 body, and azidentity's IMDS message.
+		{"Unable to load the proper Managed Identity", managedIdentityFix},
+		{"Identity not found", managedIdentityFix},
+		{"the requested identity isn't assigned", managedIdentityFix},
 	} {
 		if strings.Contains(msg, f.code) {
 			return f.fix

@@ -29,8 +29,12 @@ type ConnectionReconciler struct {
 	APIReader client.Reader
 	// Factory builds Key Vault clients; the client built here is the one certificates reuse.
 	Factory ClientFactory
-	// RecheckInterval is how often a connection is re-checked.
+	// RecheckInterval is how often a connection is re-checked. A change to a credential Secret or
+	// ServiceAccount the connection names re-checks it at once (see credentialWatcher).
 	RecheckInterval time.Duration
+
+	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
+	credentials *credentialWatcher
 }
 
 // +kubebuilder:rbac:groups=vaultcert.io,resources=vaultconnections;clustervaultconnections,verbs=get;list;watch
@@ -45,9 +49,15 @@ type clusterConnectionReconciler struct{ *ConnectionReconciler }
 // Reconcile checks one VaultConnection.
 func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn vaultcertv1.VaultConnection
+	key := "VaultConnection/" + req.Namespace + "/" + req.Name
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.track(key, nil)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	// Watch what the connection names before reading it, so no change after this read goes unnoticed.
+	r.track(key, credentialRefs(conn.Namespace, &conn.Spec))
 	before := conn.DeepCopy()
 	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
 	resolved, err := resolver.forNamespaced(ctx, &conn)
@@ -58,14 +68,26 @@ func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.
 // Reconcile checks one ClusterVaultConnection.
 func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn vaultcertv1.ClusterVaultConnection
+	key := "ClusterVaultConnection/" + req.Name
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.track(key, nil)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	r.track(key, credentialRefs("", &conn.Spec.ConnectionSpec))
 	before := conn.DeepCopy()
 	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
 	resolved, err := resolver.forCluster(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
+}
+
+// track tells the credential watcher what a connection names (nil: the connection is gone).
+func (r *ConnectionReconciler) track(key string, refs []credentialRef) {
+	if r.credentials != nil {
+		r.credentials.track(key, refs)
+	}
 }
 
 // check asks the vault once (list one certificate) and sets Ready.
@@ -116,17 +138,25 @@ func (r *ConnectionReconciler) patchStatus(ctx context.Context, obj client.Objec
 	return result, nil
 }
 
-// SetupWithManager registers both connection reconcilers.
+// SetupWithManager registers both connection reconcilers, and the credential watcher that re-checks a
+// connection as soon as a Secret or ServiceAccount it names changes.
 func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.RecheckInterval <= 0 {
 		r.RecheckInterval = 10 * time.Minute
 	}
+	w, err := credentialWatcherFor(mgr)
+	if err != nil {
+		return err
+	}
+	r.credentials = w
 	if err := ctrl.NewControllerManagedBy(mgr).Named("vaultconnection").
 		For(&vaultcertv1.VaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(w.source(queueVaultConnection)).
 		Complete(namespacedConnectionReconciler{r}); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).Named("clustervaultconnection").
 		For(&vaultcertv1.ClusterVaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(w.source(queueClusterVaultConnection)).
 		Complete(clusterConnectionReconciler{r})
 }

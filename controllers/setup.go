@@ -31,6 +31,10 @@ func connectionKeyOf(vc *vaultcertv1.VaultCertificate) string {
 // SetupWithManager registers the reconciler, its index and its watches.
 func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	registerMetrics(mgr.GetCache())
+	credentials, err := credentialWatcherFor(mgr)
+	if err != nil {
+		return err
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &vaultcertv1.VaultCertificate{}, connectionIndex,
 		func(o client.Object) []string { return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))} }); err != nil {
 		return err
@@ -62,6 +66,9 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 		Watches(&vaultcertv1.ClusterVaultConnection{}, byConnection(func(o client.Object) string {
 			return "ClusterVaultConnection/" + o.GetName()
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A credential Secret or ServiceAccount a connection names changed: its certificates retry at once,
+		// rather than at their next refresh.
+		WatchesRawSource(credentials.source(queueVaultCertificate)).
 		Complete(r)
 }
 

@@ -47,6 +47,12 @@ type authority struct {
 	restrictions  map[string]map[string]bool
 	tokenLifetime time.Duration
 	generation    int
+
+	// managed holds the user-assigned managed identities (client IDs) of the managed identity endpoint,
+	// systemAssigned the system-assigned one's client ID ("" for none), miHeader its IDENTITY_HEADER.
+	managed        map[string]bool
+	systemAssigned string
+	miHeader       string
 }
 
 // accessClaims are the claims of the access tokens the fake authority issues (v1 app tokens).
@@ -76,6 +82,8 @@ func newAuthority(tenant string) (*authority, error) {
 		issuerKeys:    map[string][]issuerKey{},
 		restrictions:  map[string]map[string]bool{},
 		tokenLifetime: time.Hour,
+		managed:       map[string]bool{},
+		miHeader:      newHexID(),
 	}, nil
 }
 

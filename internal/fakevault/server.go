@@ -167,7 +167,8 @@ func (s *Server) Close() {
 	})
 }
 
-// ServeHTTP dispatches to the admin API (/admin/), the authority, or the vault.
+// ServeHTTP dispatches to the admin API (/admin/), the managed identity endpoint (/msi/token), the
+// authority, or the vault.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	commonHeaders(w, r)
 	first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
@@ -176,6 +177,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.admin.ServeHTTP(w, r)
 	case "certificates", "deletedcertificates", "secrets", "deletedsecrets", "keys", "deletedkeys":
 		s.serveVault(w, r)
+	case "msi":
+		s.serveManagedIdentity(w, r)
 	default:
 		s.serveAuthority(w, r)
 	}

@@ -240,7 +240,9 @@ func asAuthenticationError(err error) *AuthenticationError {
 	return ae
 }
 
-// parseOAuthError reads an Entra ID token error body: {"error":"invalid_client","error_description":"AADSTS...\r\nTrace ID: ..."}.
+// parseOAuthError reads an Entra ID token error body: {"error":"invalid_client","error_description":"AADSTS...\r\nTrace ID: ..."}
+// (IMDS answers in that shape too), or a managed identity endpoint's {"statusCode":400,"message":"Unable to load
+// the proper Managed Identity."} (App Service, Azure Functions), whose message is returned with an empty code.
 func parseOAuthError(resp *http.Response) (code, message string) {
 	body, err := runtime.Payload(resp)
 	if err != nil || len(body) == 0 {
@@ -249,11 +251,15 @@ func parseOAuthError(resp *http.Response) (code, message string) {
 	var doc struct {
 		Error            string `json:"error"`
 		ErrorDescription string `json:"error_description"`
+		Message          string `json:"message"`
 	}
 	if json.Unmarshal(body, &doc) != nil {
 		return "", ""
 	}
 	desc := doc.ErrorDescription
+	if doc.Error == "" && desc == "" {
+		desc = doc.Message
+	}
 	if i := strings.IndexAny(desc, "\r\n"); i >= 0 {
 		desc = desc[:i]
 	}

@@ -85,7 +85,7 @@ markers in controllers/); hack/helm-test.sh fails when they drift.
   verbs: ["create", "delete", "get", "list", "patch", "update", "watch"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["serviceaccounts/token"]
   verbs: ["create"]
