@@ -1,8 +1,8 @@
 // Package fakevault is a Key Vault-compatible HTTPS server plus an Entra-ID-like token
 // authority, with real crypto and fault injection. Tests, the demo and the benchmarks talk to it
 // through the real Azure SDK (azcertificates / azsecrets clients with azidentity credentials), so
-// it follows the wire facts in /work/shared/KEYVAULT.md and the recordings in
-// /work/shared/fixtures/keyvault-recordings.
+// it follows the wire facts in shared/KEYVAULT.md and the recordings in
+// shared/fixtures/keyvault-recordings (copied to testdata/ for the fidelity test).
 //
 // # Starting
 //

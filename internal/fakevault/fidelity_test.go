@@ -15,8 +15,8 @@ import (
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 )
 
-// recordingsDir holds real Key Vault traffic (see its README.md).
-const recordingsDir = "/work/shared/fixtures/keyvault-recordings"
+// recordingsDir holds real Key Vault traffic, copied from shared/fixtures (see its README.md).
+const recordingsDir = "testdata/keyvault-recordings"
 
 type recording struct {
 	Entries []struct {

@@ -31,10 +31,10 @@ type recorded struct {
 }
 
 // loadRecording reads the certificate-backed secret and the certificate
-// bundle from a recording of real Key Vault traffic (see testdata/README.md).
+// bundle from a recording of real Key Vault traffic (internal/fakevault/testdata/keyvault-recordings/README.md).
 func loadRecording(t *testing.T, name string) recorded {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "keyvault-recordings", name))
+	data, err := os.ReadFile(filepath.Join("..", "fakevault", "testdata", "keyvault-recordings", name))
 	if err != nil {
 		t.Fatal(err)
 	}
