@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
@@ -17,17 +18,33 @@ import (
 // waitConnectionReady waits for a VaultConnection's Ready condition to have the given status and reason.
 func waitConnectionReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *metav1.Condition {
 	t.Helper()
+	var conn vaultcertv1.VaultConnection
+	return waitConnectionCondition(t, "VaultConnection "+ns+"/"+name, types.NamespacedName{Namespace: ns, Name: name},
+		&conn, &conn.Status, status, reason)
+}
+
+// waitClusterConnectionReady waits for a ClusterVaultConnection's Ready condition.
+func waitClusterConnectionReady(t *testing.T, name string, status metav1.ConditionStatus, reason string) *metav1.Condition {
+	t.Helper()
+	var conn vaultcertv1.ClusterVaultConnection
+	return waitConnectionCondition(t, "ClusterVaultConnection "+name, types.NamespacedName{Name: name}, &conn, &conn.Status, status, reason)
+}
+
+// waitConnectionCondition polls a connection (read into obj, whose status is st) until Ready has the given
+// status and reason for its current generation.
+func waitConnectionCondition(t *testing.T, what string, key types.NamespacedName, obj client.Object, st *vaultcertv1.ConnectionStatus,
+	status metav1.ConditionStatus, reason string) *metav1.Condition {
+	t.Helper()
 	var got *metav1.Condition
-	eventually(t, "VaultConnection "+name+" Ready="+string(status)+" "+reason, func() (bool, string) {
-		var conn vaultcertv1.VaultConnection
-		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &conn); err != nil {
+	eventually(t, what+" Ready="+string(status)+" "+reason, func() (bool, string) {
+		if err := k8s.Get(context.Background(), key, obj); err != nil {
 			return false, err.Error()
 		}
-		got = meta.FindStatusCondition(conn.Status.Conditions, vaultcertv1.ConditionReady)
+		got = meta.FindStatusCondition(st.Conditions, vaultcertv1.ConditionReady)
 		if got == nil {
 			return false, "no Ready condition"
 		}
-		return got.Status == status && got.Reason == reason && conn.Status.ObservedGeneration == conn.Generation,
+		return got.Status == status && got.Reason == reason && st.ObservedGeneration == obj.GetGeneration(),
 			string(got.Status) + " " + got.Reason + ": " + got.Message
 	})
 	return got

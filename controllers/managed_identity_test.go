@@ -1,13 +1,10 @@
 package controllers_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
@@ -26,25 +23,6 @@ func useManagedIdentityEndpoint(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	t.Setenv("IDENTITY_SERVER_THUMBPRINT", "") // would select Service Fabric
-}
-
-// waitClusterConnectionReady waits for a ClusterVaultConnection's Ready condition.
-func waitClusterConnectionReady(t *testing.T, name string, status metav1.ConditionStatus, reason string) *metav1.Condition {
-	t.Helper()
-	var got *metav1.Condition
-	eventually(t, "ClusterVaultConnection "+name+" Ready="+string(status)+" "+reason, func() (bool, string) {
-		var conn vaultcertv1.ClusterVaultConnection
-		if err := k8s.Get(context.Background(), types.NamespacedName{Name: name}, &conn); err != nil {
-			return false, err.Error()
-		}
-		got = meta.FindStatusCondition(conn.Status.Conditions, vaultcertv1.ConditionReady)
-		if got == nil {
-			return false, "no Ready condition"
-		}
-		return got.Status == status && got.Reason == reason && conn.Status.ObservedGeneration == conn.Generation,
-			string(got.Status) + " " + got.Reason + ": " + got.Message
-	})
-	return got
 }
 
 func TestManagedIdentityClusterConnection(t *testing.T) {

@@ -21,12 +21,10 @@ func (s *Server) handleGetCertificate(w http.ResponseWriter, r *http.Request, rt
 		writeError(w, e)
 		return
 	}
-	v := c.latest()
-	if rt.version != "" {
-		if v = c.find(rt.version); v == nil {
-			writeError(w, errCertNotFound(rt.name, rt.version))
-			return
-		}
+	v := c.at(rt.version)
+	if v == nil {
+		writeError(w, errCertNotFound(rt.name, rt.version))
+		return
 	}
 	writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, v))
 }
@@ -44,12 +42,10 @@ func (s *Server) handleUpdateCertificate(w http.ResponseWriter, r *http.Request,
 		writeError(w, e)
 		return
 	}
-	v := c.latest()
-	if rt.version != "" {
-		if v = c.find(rt.version); v == nil {
-			writeError(w, errCertNotFound(rt.name, rt.version))
-			return
-		}
+	v := c.at(rt.version)
+	if v == nil {
+		writeError(w, errCertNotFound(rt.name, rt.version))
+		return
 	}
 	now := s.now()
 	if req.Policy != nil {

@@ -21,10 +21,7 @@ func (s *Server) handleGetSecret(w http.ResponseWriter, r *http.Request, rt *rou
 		writeError(w, errSecretNotFound(rt.name, ""))
 		return
 	}
-	v := c.latest()
-	if rt.version != "" {
-		v = c.find(rt.version)
-	}
+	v := c.at(rt.version)
 	if v == nil {
 		s.mu.Unlock()
 		writeError(w, errSecretNotFound(rt.name, rt.version))

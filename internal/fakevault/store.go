@@ -66,6 +66,14 @@ func (c *certificate) latest() *version {
 	return nil
 }
 
+// at returns the version a request names: id "" is the latest.
+func (c *certificate) at(id string) *version {
+	if id == "" {
+		return c.latest()
+	}
+	return c.find(id)
+}
+
 func (c *certificate) find(id string) *version {
 	for _, v := range c.versions {
 		if strings.EqualFold(v.id, id) {
