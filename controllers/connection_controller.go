@@ -59,7 +59,7 @@ func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.
 	// Watch what the connection names before reading it, so no change after this read goes unnoticed.
 	r.track(key, credentialRefs(conn.Namespace, &conn.Spec))
 	before := conn.DeepCopy()
-	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}}
 	resolved, err := resolver.forNamespaced(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
@@ -77,7 +77,7 @@ func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	r.track(key, credentialRefs("", &conn.Spec.ConnectionSpec))
 	before := conn.DeepCopy()
-	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}}
 	resolved, err := resolver.forCluster(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)

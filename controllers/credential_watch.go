@@ -95,6 +95,8 @@ type credentialWatcher struct {
 	base    context.Context
 	stopAll context.CancelFunc
 	watches map[credentialRef]*refWatch
+	// lastRead is the object last read from the API server for a watched reference (credential_reader.go).
+	lastRead map[credentialRef]client.Object
 	// users maps a connection key ("VaultConnection/ns/name", "ClusterVaultConnection/name") to what it names.
 	users  map[string][]credentialRef
 	queues map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -106,9 +108,10 @@ func newCredentialWatcher(meta metadata.Interface, reader client.Reader, log log
 	return &credentialWatcher{
 		meta: meta, reader: reader, log: log,
 		base: base, stopAll: cancel,
-		watches: map[credentialRef]*refWatch{},
-		users:   map[string][]credentialRef{},
-		queues:  map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{},
+		watches:  map[credentialRef]*refWatch{},
+		lastRead: map[credentialRef]client.Object{},
+		users:    map[string][]credentialRef{},
+		queues:   map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{},
 	}
 }
 
@@ -145,6 +148,7 @@ func (w *credentialWatcher) Start(ctx context.Context) error {
 	defer w.mu.Unlock()
 	w.stopAll()
 	w.watches = map[credentialRef]*refWatch{}
+	w.lastRead = map[credentialRef]client.Object{}
 	return nil
 }
 
@@ -187,6 +191,7 @@ func (w *credentialWatcher) track(connKey string, refs []credentialRef) {
 		if !named[r] {
 			rw.cancel()
 			delete(w.watches, r)
+			delete(w.lastRead, r)
 			w.log.V(1).Info("stopped watching a credential object", "object", r.String())
 		}
 	}
@@ -224,7 +229,7 @@ func (w *credentialWatcher) startInformer(r credentialRef) *refWatch {
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: r.resource}
 	inf := metadatainformer.NewFilteredMetadataInformer(w.meta, gvr, r.namespace, 0, cache.Indexers{},
 		func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", r.name).String()
+			_ = fields.OneTermEqualSelector
 		}).Informer()
 	log := w.log.WithValues("object", r.String())
 	// Listing can be refused (namespaced install mode, a namespace outside it): the connection then reports

@@ -35,6 +35,7 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 	if err != nil {
 		return err
 	}
+	r.credentials = credentials
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &vaultcertv1.VaultCertificate{}, connectionIndex,
 		func(o client.Object) []string { return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))} }); err != nil {
 		return err

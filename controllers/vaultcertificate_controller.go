@@ -60,6 +60,9 @@ type VaultCertificateReconciler struct {
 
 	// synced remembers what each successful reconcile established, to skip Key Vault until a refresh is due.
 	synced syncMemory
+
+	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
+	credentials *credentialWatcher
 }
 
 // +kubebuilder:rbac:groups=vaultcert.io,resources=vaultcertificates,verbs=get;list;watch
@@ -114,7 +117,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 			vc.Namespace, vc.Spec.SecretName, vaultcertv1.LabelManagedBy, vaultcertv1.ManagedByValue, vaultcertv1.LabelCertificate, vc.Name)})
 	}
 
-	resolver := &connectionResolver{client: r.Client, apiReader: r.APIReader}
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}}
 	conn, err := resolver.forCertificate(ctx, vc)
 	if err != nil {
 		return r.fail(ctx, vc, secret, classify(err, "the connection"))

@@ -1,0 +1,96 @@
+package controllers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// credentialReader reads credential Secrets and ServiceAccounts through the API server only when the credential
+// watcher has seen them change since the last read. Every reconcile resolves its connection, and without this
+// each one would cost an API request for an object that almost never changes; with it, a certificate refresh
+// costs no Kubernetes read at all for its credentials. Objects the watcher does not (yet) watch, and every other
+// kind, are read from the API server as before.
+type credentialReader struct {
+	watcher *credentialWatcher // nil: always read through
+	api     client.Reader
+}
+
+// Get returns the remembered object when the watcher's informer holds the same resourceVersion, else reads it.
+func (c credentialReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	ref, ok := credentialRefOf(key, obj)
+	if ok && c.watcher != nil && c.watcher.copyCurrent(ref, obj) {
+		return nil
+	}
+	if err := c.api.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	if ok && c.watcher != nil {
+		c.watcher.remember(ref, obj.DeepCopyObject().(client.Object))
+	}
+	return nil
+}
+
+// List reads through.
+func (c credentialReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return c.api.List(ctx, list, opts...)
+}
+
+// credentialRefOf names the watched object a Get is for; only Secrets and ServiceAccounts are credentials.
+func credentialRefOf(key client.ObjectKey, obj client.Object) (credentialRef, bool) {
+	switch obj.(type) {
+	case *corev1.Secret:
+		return credentialRef{resource: "secrets", namespace: key.Namespace, name: key.Name}, true
+	case *corev1.ServiceAccount:
+		return credentialRef{resource: "serviceaccounts", namespace: key.Namespace, name: key.Name}, true
+	}
+	return credentialRef{}, false
+}
+
+// remember keeps the object last read for a watched reference.
+func (w *credentialWatcher) remember(r credentialRef, obj client.Object) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, watched := w.watches[r]; watched {
+		w.lastRead[r] = obj
+	}
+}
+
+// copyCurrent copies the remembered object into obj when the informer of r has listed it and its
+// resourceVersion is the one remembered: nothing changed since it was read.
+func (w *credentialWatcher) copyCurrent(r credentialRef, obj client.Object) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rw, watched := w.watches[r]
+	last := w.lastRead[r]
+	if !watched || last == nil || !rw.informer.HasSynced() {
+		return false
+	}
+	item, exists, err := rw.informer.GetStore().GetByKey(r.namespace + "/" + r.name)
+	if err != nil || !exists {
+		return false
+	}
+	current, ok := item.(metav1.Object)
+	if !ok || current.GetResourceVersion() != last.GetResourceVersion() {
+		return false
+	}
+	switch dst := obj.(type) {
+	case *corev1.Secret:
+		src, ok := last.(*corev1.Secret)
+		if !ok {
+			return false
+		}
+		src.DeepCopyInto(dst)
+	case *corev1.ServiceAccount:
+		src, ok := last.(*corev1.ServiceAccount)
+		if !ok {
+			return false
+		}
+		src.DeepCopyInto(dst)
+	default:
+		return false
+	}
+	return true
+}
