@@ -237,9 +237,8 @@ func (w *credentialWatcher) startInformer(r credentialRef) *refWatch {
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		log.V(1).Info("watching a credential object failed; retrying", "error", err.Error())
 	})
-	// The field selector limits the informer to the named object; events are still checked by name, because a
-	// benchmark run once saw events about the namespace's other Secrets reach the handler (cause not found), and
-	// an event about another object must never count as a credential change.
+	// The field selector limits the informer to the named object; events are checked by name as well, so that
+	// an event about any other object can never count as a credential change.
 	named := func(obj any) bool {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj

@@ -2,20 +2,22 @@ package controllers
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	metadatafake "k8s.io/client-go/metadata/fake"
-	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
@@ -57,147 +59,271 @@ func TestCredentialRefs(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// requestLog records the URL of every request a client sends: a wrapper around the real transport to the
+// envtest API server (rest.Config.Wrap), not a fake.
+type requestLog struct {
+	mu   sync.Mutex
+	urls []url.URL
 }
 
-// drain returns the requests in q, waiting until it holds want of them.
-func drain(t *testing.T, q workqueue.TypedRateLimitingInterface[reconcile.Request], want int) []string {
-	t.Helper()
-	waitFor(t, "queued requests", func() bool { return q.Len() >= want })
-	var out []string
-	for q.Len() > 0 {
-		r, _ := q.Get()
-		q.Done(r)
-		out = append(out, r.String())
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		l.mu.Lock()
+		l.urls = append(l.urls, *r.URL)
+		l.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+// to returns the recorded requests whose path ends in /resource (lists and watches of it).
+func (l *requestLog) to(resource string) []url.URL {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []url.URL
+	for _, u := range l.urls {
+		if strings.HasSuffix(u.Path, "/"+resource) {
+			out = append(out, u)
+		}
 	}
-	slices.Sort(out)
 	return out
 }
 
-// The watcher starts one informer per named object, shares it between connections, stops it when no
-// connection names the object, and on a change enqueues the connections and their certificates.
-func TestCredentialWatcher(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := vaultcertv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	meta := metadatafake.NewSimpleMetadataClient(metadatafake.NewTestScheme())
-	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
-	obj := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "creds", ResourceVersion: "1"}}
-	if err := meta.Tracker().Create(secrets, obj, "team"); err != nil {
-		t.Fatal(err)
-	}
-	cert := func(ns, name, conn string) *vaultcertv1.VaultCertificate {
-		return &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: vaultcertv1.VaultCertificateSpec{ConnectionRef: vaultcertv1.ConnectionReference{Name: conn}}}
-	}
-	reader := fake.NewClientBuilder().WithScheme(scheme).
-		WithIndex(&vaultcertv1.VaultCertificate{}, connectionIndex, func(o client.Object) []string {
-			return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))}
-		}).
-		WithObjects(cert("team", "web", "a"), cert("team", "api", "a"), cert("team", "other", "c")).Build()
+// addLog records every request the watcher adds to a queue, duplicates included (the queues themselves
+// de-duplicate), so a test sees each enqueue.
+type addLog struct {
+	mu   sync.Mutex
+	adds map[string][]string
+	n    int
+}
 
-	w := newCredentialWatcher(meta, reader, logr.Discard())
+// take returns what was added since the last take, sorted per queue, and forgets it.
+func (l *addLog) take() map[string][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.adds
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	l.adds, l.n = nil, 0
+	return out
+}
+
+// total returns how many requests were added since the last take.
+func (l *addLog) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+// recordingQueue is a real workqueue that also records each Add in an addLog.
+type recordingQueue struct {
+	workqueue.TypedRateLimitingInterface[reconcile.Request]
+	name string
+	log  *addLog
+}
+
+func (q recordingQueue) Add(r reconcile.Request) {
+	q.log.mu.Lock()
+	if q.log.adds == nil {
+		q.log.adds = map[string][]string{}
+	}
+	q.log.adds[q.name] = append(q.log.adds[q.name], r.String())
+	q.log.n++
+	q.log.mu.Unlock()
+	q.TypedRateLimitingInterface.Add(r)
+}
+
+// informerKeys returns the keys of the objects the informer of r holds.
+func informerKeys(w *credentialWatcher, r credentialRef) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rw, ok := w.watches[r]
+	if !ok {
+		return nil
+	}
+	keys := rw.informer.GetStore().ListKeys()
+	sort.Strings(keys)
+	return keys
+}
+
+// informerVersion returns the resourceVersion of r in its informer, "" when the informer does not hold it.
+func informerVersion(w *credentialWatcher, r credentialRef) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rw, ok := w.watches[r]
+	if !ok {
+		return ""
+	}
+	item, exists, err := rw.informer.GetStore().GetByKey(r.namespace + "/" + r.name)
+	if err != nil || !exists {
+		return ""
+	}
+	return item.(metav1.Object).GetResourceVersion()
+}
+
+// The watcher starts one informer per named object, shares it between connections, stops it when no
+// connection names the object, and on a change enqueues the connections and their certificates. Everything
+// runs against the envtest API server: a real metadata client and a real cache indexing VaultCertificates by
+// connection, as the manager's does.
+func TestCredentialWatcher(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := envtestClient(t)
+	ns := createNamespace(t, c, "watch")
+	opsNS := createNamespace(t, c, "watch-ops")
+	secret := func(name, value string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{"clientSecret": []byte(value)}}
+	}
+	creds, other := secret("creds", "one"), secret("other", "one")
+	mustCreate(t, c, creds)
+	mustCreate(t, c, other)
+	mustCreate(t, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: opsNS, Name: "app"}})
+	cert := func(name, conn string) *vaultcertv1.VaultCertificate {
+		return &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: vaultcertv1.VaultCertificateSpec{ConnectionRef: vaultcertv1.ConnectionReference{Name: conn},
+				CertificateName: name, SecretName: name + "-tls"}}
+	}
+	for _, vc := range []*vaultcertv1.VaultCertificate{cert("web", "a"), cert("api", "a"), cert("other", "c")} {
+		mustCreate(t, c, vc)
+	}
+	connA, connB, shared := "VaultConnection/"+ns+"/a", "VaultConnection/"+ns+"/b", "ClusterVaultConnection/shared"
+
+	// The watcher's reader: a real cache with the connection index, as the manager's.
+	certs, err := cache.New(envtestConfig(t), cache.Options{Scheme: envtestScheme(t), DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.IndexField(ctx, &vaultcertv1.VaultCertificate{}, connectionIndex, func(o client.Object) []string {
+		return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = certs.Start(ctx) }()
+	if !certs.WaitForCacheSync(ctx) {
+		t.Fatal("the VaultCertificate cache did not sync")
+	}
+	waitFor(t, "the cache to hold the certificates of connection a", func() bool {
+		var list vaultcertv1.VaultCertificateList
+		return certs.List(ctx, &list, client.MatchingFields{connectionIndex: connA}) == nil && len(list.Items) == 2
+	})
+
+	requests := &requestLog{}
+	metaConfig := envtestConfig(t)
+	metaConfig.Wrap(requests.wrap)
+	meta, err := metadata.NewForConfig(metaConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newCredentialWatcher(meta, certs, logr.Discard())
+	watcherCtx, stop := context.WithCancel(ctx)
 	stopped := make(chan error, 1)
-	go func() { stopped <- w.Start(ctx) }()
-	queues := map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{}
+	go func() { stopped <- w.Start(watcherCtx) }()
+	adds := &addLog{}
 	for _, name := range []string{queueVaultConnection, queueClusterVaultConnection, queueVaultCertificate} {
-		q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+		q := recordingQueue{TypedRateLimitingInterface: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]()),
+			name: name, log: adds}
 		t.Cleanup(q.ShutDown)
-		queues[name] = q
-		if err := w.source(name).Start(ctx, q); err != nil {
+		if err := w.source(name).Start(watcherCtx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	ref := credentialRef{"secrets", "team", "creds"}
-	w.track("VaultConnection/team/a", []credentialRef{ref})
-	w.track("VaultConnection/team/b", []credentialRef{ref})
-	w.track("ClusterVaultConnection/shared", []credentialRef{ref, {"serviceaccounts", "ops", "app"}})
-	if got := w.watching(); !reflect.DeepEqual(got, []string{"secrets/team/creds", "serviceaccounts/ops/app"}) {
-		t.Fatalf("watching %v", got)
+	ref := credentialRef{"secrets", ns, "creds"}
+	saRef := credentialRef{"serviceaccounts", opsNS, "app"}
+	w.track(connA, []credentialRef{ref})
+	w.track(connB, []credentialRef{ref})
+	w.track(shared, []credentialRef{ref, saRef})
+	if got, want := w.watching(), []string{ref.String(), saRef.String()}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("watching %v, want %v", got, want)
 	}
-	waitFor(t, "the informer's initial list", func() bool { return w.synced(ref) })
-	// Only the named object is listed and watched, never the namespace's other Secrets.
-	seen := 0
-	for _, a := range meta.Actions() {
-		if a.GetResource() != secrets {
-			continue
-		}
-		var fs string
-		switch a := a.(type) {
-		case clienttesting.ListAction:
-			fs = a.GetListRestrictions().Fields.String()
-		case clienttesting.WatchAction:
-			fs = a.GetWatchRestrictions().Fields.String()
-		default:
-			continue
-		}
-		seen++
-		if fs != "metadata.name=creds" || a.GetNamespace() != "team" {
-			t.Errorf("%s of secrets in %q with field selector %q, want metadata.name=creds in team", a.GetVerb(), a.GetNamespace(), fs)
-		}
+	waitFor(t, "the informers' initial lists", func() bool { return w.synced(ref) && w.synced(saRef) })
+
+	// Only the named object is listed and watched, never the namespace's other Secrets: the informer holds
+	// creds alone, and every request for Secrets asked the API server for metadata.name=creds in ns.
+	if got, want := informerKeys(w, ref), []string{ns + "/creds"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("the informer of %s holds %v, want %v", ref, got, want)
 	}
-	if seen == 0 {
-		t.Error("no list or watch of secrets recorded")
+	waitFor(t, "a watch of the Secret", func() bool {
+		for _, u := range requests.to("secrets") {
+			if u.Query().Get("watch") == "true" {
+				return true
+			}
+		}
+		return false
+	})
+	for resource, want := range map[string]credentialRef{"secrets": ref, "serviceaccounts": saRef} {
+		urls := requests.to(resource)
+		if len(urls) == 0 {
+			t.Errorf("no list or watch of %s recorded", resource)
+		}
+		for _, u := range urls {
+			if u.Path != "/api/v1/namespaces/"+want.namespace+"/"+resource || u.Query().Get("fieldSelector") != "metadata.name="+want.name {
+				t.Errorf("request %s, want %s of namespace %s with field selector metadata.name=%s", u.String(), resource, want.namespace, want.name)
+			}
+		}
 	}
 	// The initial list is not a change.
-	for name, q := range queues {
-		if q.Len() != 0 {
-			t.Fatalf("%s queue has %d requests after the initial list", name, q.Len())
-		}
+	if n := adds.total(); n != 0 {
+		t.Fatalf("%d requests enqueued after the initial list: %v", n, adds.take())
 	}
 
-	// A change wakes the three connections and the certificates of each.
-	obj.ResourceVersion = "2"
-	if err := meta.Tracker().Update(secrets, obj, "team"); err != nil {
+	// A change of another Secret in the namespace enqueues nothing; a change of creds wakes the three
+	// connections and the certificates of each. (Were the other Secret watched, its event would come first on
+	// the watch, and its requests would show up here or in the next step.)
+	other.Data["clientSecret"] = []byte("two")
+	if err := c.Update(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := drain(t, queues[queueVaultConnection], 2), []string{"team/a", "team/b"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("VaultConnections %v, want %v", got, want)
+	creds.Data["clientSecret"] = []byte("two")
+	if err := c.Update(ctx, creds); err != nil {
+		t.Fatal(err)
 	}
-	if got, want := drain(t, queues[queueClusterVaultConnection], 1), []string{"/shared"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("ClusterVaultConnections %v, want %v", got, want)
+	want := map[string][]string{
+		queueVaultConnection:        {ns + "/a", ns + "/b"},
+		queueClusterVaultConnection: {"/shared"},
+		queueVaultCertificate:       {ns + "/api", ns + "/web"},
 	}
-	if got, want := drain(t, queues[queueVaultCertificate], 2), []string{"team/api", "team/web"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("VaultCertificates %v, want %v", got, want)
+	waitFor(t, "the change to be enqueued", func() bool { return adds.total() >= 5 })
+	if got := adds.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("after the change enqueued %v, want %v", got, want)
 	}
 
-	// The informer lives while any connection names the object.
-	w.track("VaultConnection/team/a", nil)
-	w.track("ClusterVaultConnection/shared", []credentialRef{{"serviceaccounts", "ops", "app"}})
-	if got := w.watching(); !reflect.DeepEqual(got, []string{"secrets/team/creds", "serviceaccounts/ops/app"}) {
-		t.Fatalf("watching %v", got)
+	// The informer lives while any connection names the object; a deletion wakes the connection left.
+	w.track(connA, nil)
+	w.track(shared, []credentialRef{saRef})
+	if got, want := w.watching(), []string{ref.String(), saRef.String()}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("watching %v, want %v", got, want)
 	}
-	if err := meta.Tracker().Delete(secrets, "team", "creds"); err != nil {
+	if err := c.Delete(ctx, creds); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := drain(t, queues[queueVaultConnection], 1), []string{"team/b"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("after delete: VaultConnections %v, want %v", got, want)
+	waitFor(t, "the deletion to be enqueued", func() bool { return adds.total() >= 1 })
+	if got, want := adds.take(), map[string][]string{queueVaultConnection: {ns + "/b"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after the deletion enqueued %v, want %v", got, want)
 	}
-	w.track("VaultConnection/team/b", nil)
-	w.track("ClusterVaultConnection/shared", nil)
+	// So does its re-creation.
+	mustCreate(t, c, secret("creds", "three"))
+	waitFor(t, "the creation to be enqueued", func() bool { return adds.total() >= 1 })
+	if got, want := adds.take(), map[string][]string{queueVaultConnection: {ns + "/b"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after the re-creation enqueued %v, want %v", got, want)
+	}
+
+	w.track(connB, nil)
+	w.track(shared, nil)
 	if got := w.watching(); len(got) != 0 {
 		t.Fatalf("still watching %v", got)
 	}
 
-	cancel()
+	stop()
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}
 	// After the manager stopped nothing new is watched.
-	w.track("VaultConnection/team/a", []credentialRef{ref})
+	w.track(connA, []credentialRef{ref})
 	if got := w.watching(); len(got) != 0 {
 		t.Fatalf("watching %v after stop", got)
 	}

@@ -116,6 +116,7 @@ func runSuite(m *testing.M) int {
 	cfg, err := env.Start()
 	must(err)
 	defer func() { _ = env.Stop() }()
+	controllers.SuiteRESTConfig = cfg
 
 	vault, err = fakevault.Start(fakevault.Options{Now: vaultNow})
 	must(err)
