@@ -338,7 +338,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		if _, err := kv.UpdateCertificatePolicy(ctx, name, want); err != nil {
 			return r.stopWith(ctx, vc, secret, classify(err, "the policy of "+what))
 		}
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, "PolicyUpdated", "UpdatePolicy",
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventPolicyUpdated, "UpdatePolicy",
 			"spec.issuance changed (%s): Key Vault's policy of %q was updated; it applies from the next version, so no new version was requested", list, name)
 	}
 
@@ -363,7 +363,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		note += "; issuer Unknown cannot renew by itself: set the annotation " + vaultcertv1.AnnotationRenew +
 			" to get a new CSR in status.csr, sign it and merge it"
 		if ready := readyCondition(vc); ready == nil || !strings.Contains(ready.Message, "due for renewal") {
-			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, "RenewalOverdue", "Renew", "%s", note)
+			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.EventRenewalOverdue, "Renew", "%s", note)
 		}
 		return issuanceResult{cert: cert, note: note}
 	}
@@ -396,7 +396,7 @@ func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vau
 			return r.stopWith(ctx, vc, secret, classify(rerr, "the soft-deleted "+what))
 		}
 		msg := fmt.Sprintf("certificate %q was soft-deleted in Key Vault; recovered it (spec.issuance.recoverSoftDeleted: true) with its versions and policy", name)
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Recovered", "Recover", "%s", msg)
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventRecovered, "Recover", "%s", msg)
 		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing,
 			msg+"; waiting for Key Vault to finish the recovery")
 		// Recovery is asynchronous: read the certificate again shortly.

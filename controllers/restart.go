@@ -37,11 +37,11 @@ func (r *VaultCertificateReconciler) restartTargets(ctx context.Context, vc *vau
 		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}}}}}`,
 			AnnotationRestartedAt, r.now().UTC().Format(time.RFC3339))
 		if err := r.Patch(ctx, obj, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
-			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, "RestartFailed", "Restart",
+			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.EventRestartFailed, "Restart",
 				"could not restart %s %s after version %s: %v", t.Kind, t.Name, version, err)
 			continue
 		}
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, "Restarted", "Restart",
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventRestarted, "Restart",
 			"restarted %s %s for version %s", t.Kind, t.Name, version)
 	}
 }

@@ -75,3 +75,17 @@ const FieldManager = "vaultcert"
 // AnnotationRefresh asks for an immediate refresh from Key Vault: any new value triggers one reconcile,
 // like `kubectl annotate vcert web vaultcert.io/refresh="$(date +%s)" --overwrite`.
 const AnnotationRefresh = "vaultcert.io/refresh"
+
+// Event reasons that are not Ready reasons.
+const (
+	// EventPolicyUpdated: the Key Vault certificate policy was updated to match spec.issuance.
+	EventPolicyUpdated = "PolicyUpdated"
+	// EventRecovered: a soft-deleted certificate was recovered (spec.issuance.recoverSoftDeleted).
+	EventRecovered = "Recovered"
+	// EventRenewalOverdue: the certificate is past its renewal time and Key Vault has produced no new version.
+	EventRenewalOverdue = "RenewalOverdue"
+	// EventRestarted: a rolloutRestartTargets workload was restarted after a new version.
+	EventRestarted = "Restarted"
+	// EventRestartFailed: a rolloutRestartTargets workload could not be restarted.
+	EventRestartFailed = "RestartFailed"
+)
