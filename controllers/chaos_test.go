@@ -41,37 +41,6 @@ import (
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
-// connectionTo creates, in namespace ns, a VaultConnection named "vault" to the fake vault srv with a service
-// principal secret, through the client c (the suite's API server or the chaos test's own).
-func connectionTo(t *testing.T, c client.Client, ns string, srv *fakevault.Server) {
-	t.Helper()
-	ctx := context.Background()
-	cred := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kv-credentials", Namespace: ns},
-		StringData: map[string]string{"clientSecret": testClientSecret}}
-	if err := c.Create(ctx, cred); err != nil {
-		t.Fatal(err)
-	}
-	conn := &vaultcertv1.VaultConnection{
-		ObjectMeta: metav1.ObjectMeta{Name: "vault", Namespace: ns},
-		Spec: vaultcertv1.ConnectionSpec{
-			VaultURL: srv.URL(),
-			Auth: &vaultcertv1.ConnectionAuth{ServicePrincipal: &vaultcertv1.ServicePrincipalAuth{
-				TenantID: srv.TenantID(), ClientID: testClientID,
-				ClientSecretRef: &vaultcertv1.SecretKeyReference{Name: "kv-credentials", Key: "clientSecret"},
-			}},
-			Cloud: &vaultcertv1.CloudConfig{
-				AuthorityHost:                        srv.AuthorityHost(),
-				DisableInstanceDiscovery:             true,
-				DisableChallengeResourceVerification: true,
-				CABundle:                             string(srv.CAPEM()),
-			},
-		},
-	}
-	if err := c.Create(ctx, conn); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // startVault starts a fake vault of the test's own, so its pauses, limits and faults touch nothing else.
 func startVault(t *testing.T) *fakevault.Server {
 	t.Helper()

@@ -233,41 +233,51 @@ func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, nsSeq.Add(1))
 }
 
-// cloudConfig points a connection at the fake vault: its authority, its CA, and the challenge resource check
+// cloudConfig points a connection at the suite's fake vault.
+func cloudConfig() *vaultcertv1.CloudConfig { return cloudConfigFor(vault) }
+
+// cloudConfigFor points a connection at a fake vault: its authority, its CA, and the challenge resource check
 // off (the fake's host is 127.0.0.1, not *.vault.azure.net).
-func cloudConfig() *vaultcertv1.CloudConfig {
+func cloudConfigFor(srv *fakevault.Server) *vaultcertv1.CloudConfig {
 	return &vaultcertv1.CloudConfig{
-		AuthorityHost:                        vault.AuthorityHost(),
+		AuthorityHost:                        srv.AuthorityHost(),
 		DisableInstanceDiscovery:             true,
 		DisableChallengeResourceVerification: true,
-		CABundle:                             string(vault.CAPEM()),
+		CABundle:                             string(srv.CAPEM()),
 	}
 }
 
-// newConnection creates a VaultConnection with a service principal secret in namespace ns.
+// newConnection creates a VaultConnection "vault" with a service principal secret in namespace ns.
 func newConnection(t *testing.T, ns string) string {
+	t.Helper()
+	connectionTo(t, k8s, ns, vault)
+	return "vault"
+}
+
+// connectionTo creates, in namespace ns, a VaultConnection named "vault" to the fake vault srv with a service
+// principal secret, through the client c (the suite's API server or the chaos test's own).
+func connectionTo(t *testing.T, c client.Client, ns string, srv *fakevault.Server) {
 	t.Helper()
 	ctx := context.Background()
 	cred := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kv-credentials", Namespace: ns},
 		StringData: map[string]string{"clientSecret": testClientSecret}}
-	if err := k8s.Create(ctx, cred); err != nil {
+	if err := c.Create(ctx, cred); err != nil {
 		t.Fatal(err)
 	}
 	conn := &vaultcertv1.VaultConnection{
 		ObjectMeta: metav1.ObjectMeta{Name: "vault", Namespace: ns},
 		Spec: vaultcertv1.ConnectionSpec{
-			VaultURL: vault.URL(),
+			VaultURL: srv.URL(),
 			Auth: &vaultcertv1.ConnectionAuth{ServicePrincipal: &vaultcertv1.ServicePrincipalAuth{
-				TenantID: vault.TenantID(), ClientID: testClientID,
+				TenantID: srv.TenantID(), ClientID: testClientID,
 				ClientSecretRef: &vaultcertv1.SecretKeyReference{Name: "kv-credentials", Key: "clientSecret"},
 			}},
-			Cloud: cloudConfig(),
+			Cloud: cloudConfigFor(srv),
 		},
 	}
-	if err := k8s.Create(ctx, conn); err != nil {
+	if err := c.Create(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	return conn.Name
 }
 
 // newCertificate creates a VaultCertificate reading certName through the namespace's VaultConnection.

@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,12 +30,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/hack/internal/localcluster"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 )
 
@@ -94,9 +91,6 @@ type phase struct {
 func run(o options) error {
 	ctx, stop := signalContext()
 	defer stop()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		return errors.New("KUBEBUILDER_ASSETS is not set: run `make bench`, which provides the control plane binaries")
-	}
 	if _, err := os.Stat(o.binary); err != nil {
 		return fmt.Errorf("%s: %w (run `make build` first)", o.binary, err)
 	}
@@ -107,32 +101,13 @@ func run(o options) error {
 	defer os.RemoveAll(work)
 
 	fmt.Printf("control plane: starting kube-apiserver + etcd\n")
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
+	// The bench's own client must not be the bottleneck.
+	cluster, err := localcluster.Start(work, "bench-admin", 1000, 2000)
 	if err != nil {
 		return err
 	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vaultcertv1.AddToScheme(scheme)
-	cfg.QPS, cfg.Burst = 1000, 2000 // the bench's own client must not be the bottleneck
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
+	defer func() { _ = cluster.Stop() }()
+	k8s, kubeconfigPath := cluster.Client, cluster.KubeconfigPath
 
 	vault, err := fakevault.Start(fakevault.Options{})
 	if err != nil {

@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,14 +21,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/hack/internal/localcluster"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 	"github.com/vaultcert/vaultcert/internal/tlscheck"
 )
@@ -91,36 +88,14 @@ func run(binary, samples string, keepRunning bool, timeout time.Duration) error 
 	defer os.RemoveAll(work)
 
 	step("starting a local control plane (kube-apiserver + etcd)")
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		return errors.New("KUBEBUILDER_ASSETS is not set: run `make demo`, which provides the control plane binaries")
-	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	cluster, err := localcluster.Start(work, "demo-admin", 0, 0)
 	if err != nil {
 		return err
 	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = vaultcertv1.AddToScheme(scheme)
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
+	defer func() { _ = cluster.Stop() }()
+	k8s, kubeconfigPath := cluster.Client, cluster.KubeconfigPath
 	kubectl := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"), append([]string{"--kubeconfig", kubeconfigPath}, args...)...)
+		cmd := exec.CommandContext(ctx, localcluster.Kubectl(), append([]string{"--kubeconfig", kubeconfigPath}, args...)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
