@@ -412,15 +412,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, tenant stri
 		return
 	}
 	if f != nil {
-		switch strings.ToLower(f.Kind) {
-		case FaultReset:
-			resetConnection(w)
-			return
-		case FaultTimeout:
-			select {
-			case <-r.Context().Done():
-			case <-s.closed:
-			}
+		if s.applyTransportFault(w, r, f) {
 			return
 		}
 		if f.Status != 0 {

@@ -188,16 +188,28 @@ func (fs *faultSet) match(op, name string, explicitOnly bool) (*Fault, time.Dura
 	return terminal, latency
 }
 
-// applyFault answers a request with a terminal fault.
-func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt *route, f *Fault) {
+// applyTransportFault carries out a reset or a timeout and reports whether f was one.
+func (s *Server) applyTransportFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
 	switch strings.ToLower(f.Kind) {
 	case FaultReset:
 		resetConnection(w)
+		return true
 	case FaultTimeout:
 		select {
 		case <-r.Context().Done():
 		case <-s.closed:
 		}
+		return true
+	}
+	return false
+}
+
+// applyFault answers a request with a terminal fault.
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt *route, f *Fault) {
+	if s.applyTransportFault(w, r, f) {
+		return
+	}
+	switch strings.ToLower(f.Kind) {
 	case FaultMalformed, FaultTruncate:
 		rec := newRecorder()
 		s.dispatch(rec, r, rt)
