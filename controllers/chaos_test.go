@@ -215,20 +215,6 @@ func (c *chaosController) stop(t *testing.T) {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// total counts the requests that reached the vault: every operation and challenge, not the token endpoint's
-// requests (the identity provider's), and not Throttled (a sub-count of the others).
-func total(counts map[string]int) int {
-	sum := 0
-	for op, c := range counts {
-		switch op {
-		case fakevault.OpToken, fakevault.OpDiscovery, fakevault.OpThrottled:
-		default:
-			sum += c
-		}
-	}
-	return sum
-}
-
 // invariantWatcher watches every state of every managed Secret and records each one that breaks a promise
 // vaultcert makes about the Secrets it writes.
 type invariantWatcher struct {
@@ -580,7 +566,7 @@ func TestChaos(t *testing.T) {
 		watcher.mu.Lock()
 		defer watcher.mu.Unlock()
 		t.Logf("%s: %d Secret states seen, %d Key Vault requests, %d answered 429, %d faults pending",
-			when, watcher.states, total(srv.Counts()), srv.Count(fakevault.OpThrottled), len(srv.Faults()))
+			when, watcher.states, fakevault.VaultRequests(srv.Counts()), srv.Count(fakevault.OpThrottled), len(srv.Faults()))
 	}
 	time.Sleep(chaosFor / 2)
 	progress("controller stopped")
@@ -685,7 +671,7 @@ func TestChaos(t *testing.T) {
 	sort.Strings(chaos)
 	t.Logf("chaos injected: %s", strings.Join(chaos, ", "))
 	t.Logf("Key Vault calls: %d in total (%.1f per certificate), %d answered 429; by operation: %s",
-		total(counts), float64(total(counts))/float64(n), counts[fakevault.OpThrottled], strings.Join(byOp, ", "))
+		fakevault.VaultRequests(counts), float64(fakevault.VaultRequests(counts))/float64(n), counts[fakevault.OpThrottled], strings.Join(byOp, ", "))
 	watcher.mu.Lock()
 	defer watcher.mu.Unlock()
 	t.Logf("invariant watcher: %d Secret states checked, %d violations", watcher.states, len(watcher.violations))

@@ -290,13 +290,6 @@ func (r *connectionResolver) secretValue(ctx context.Context, what, ownNamespace
 	return value, nil
 }
 
-// asConnectionError extracts a connectionError.
-func asConnectionError(err error) (*connectionError, bool) {
-	var ce *connectionError
-	ok := errors.As(err, &ce)
-	return ce, ok
-}
-
 // managedIdentityFix is the fix when the managed identity endpoint does not know the requested identity.
 const managedIdentityFix = "the managed identity endpoint of the controller's node has no identity with spec.auth.managedIdentity.clientID: " +
 	"assign that user-assigned identity to the nodes the controller runs on (AKS: the node pool's VM scale set, or use the kubelet identity's client ID), " +

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -179,7 +180,7 @@ func TestResolveWorkloadIdentity(t *testing.T) {
 	}
 	// A namespaced connection never gets the controller's identity.
 	_, err = r.workloadIdentity(ctx, what, ns, &vaultcertWI{})
-	if ce, ok := asConnectionError(err); !ok || ce.reason != "ConnectionNotAllowed" {
+	if ce := (*connectionError)(nil); !errors.As(err, &ce) || ce.reason != "ConnectionNotAllowed" {
 		t.Fatalf("want ConnectionNotAllowed, got %v", err)
 	}
 	// A cluster connection without serviceAccountRef does, from the environment.

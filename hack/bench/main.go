@@ -351,7 +351,7 @@ func refreshAll(ctx context.Context, k8s client.Client, vault *fakevault.Server,
 	// Stragglers (a secret read after a new version) finish within a moment; wait until the count is stable.
 	last := -1
 	for {
-		c := total(vault.Counts())
+		c := fakevault.VaultRequests(vault.Counts())
 		if c == last {
 			break
 		}
@@ -393,24 +393,10 @@ func waitAll(ctx context.Context, k8s client.Client, n int, timeout time.Duratio
 	}
 }
 
-// vaultOps are the counters of requests that reached the vault (the token endpoint is the identity
-// provider's, not the vault's; Throttled is a sub-count of the others).
-func total(counts map[string]int) int {
-	sum := 0
-	for op, c := range counts {
-		switch op {
-		case fakevault.OpToken, fakevault.OpDiscovery, fakevault.OpThrottled:
-		default:
-			sum += c
-		}
-	}
-	return sum
-}
-
 // measure reads the vault's counts for a phase.
 func measure(name string, elapsed time.Duration, vault *fakevault.Server) phase {
 	counts := vault.Counts()
-	p := phase{name: name, elapsed: elapsed, counts: counts, calls: total(counts), throttle: counts[fakevault.OpThrottled]}
+	p := phase{name: name, elapsed: elapsed, counts: counts, calls: fakevault.VaultRequests(counts), throttle: counts[fakevault.OpThrottled]}
 	p.admitted = p.calls - p.throttle
 	return p
 }

@@ -374,3 +374,17 @@ func (s *Server) CountFor(operation, name string) int {
 	defer s.counts.mu.Unlock()
 	return s.counts.byName[operation+"\x00"+strings.ToLower(name)]
 }
+
+// VaultRequests sums the counters of requests that reached the vault itself: every operation and challenge, not
+// the identity provider's (token, discovery, managed identity) and not Throttled, which is a sub-count of the others.
+func VaultRequests(counts map[string]int) int {
+	sum := 0
+	for op, c := range counts {
+		switch op {
+		case OpToken, OpDiscovery, OpManagedIdentityToken, OpThrottled:
+		default:
+			sum += c
+		}
+	}
+	return sum
+}
