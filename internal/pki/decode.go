@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 
 	"software.sslmate.com/src/go-pkcs12"
@@ -72,6 +73,11 @@ func decodePFX(value string) (*Bundle, error) {
 	if err != nil {
 		// CorruptInputError carries an offset, not the data.
 		return nil, errorf(ErrMalformed, "the PKCS#12 value is not valid base64: %v", err)
+	}
+	// go-pkcs12 derives keys with whatever iteration count the file names;
+	// bound them first so one value cannot stall a worker.
+	if err := CheckPKCS12Cost(der); err != nil {
+		return nil, fmt.Errorf("the value was refused before decoding: %w", err)
 	}
 	key, first, rest, err := pkcs12.DecodeChain(der, "")
 	if err != nil {

@@ -21,7 +21,8 @@ var (
 	// signature does not verify, or the chain is too long or ambiguous.
 	ErrChainBroken = errors.New("certificate chain is broken")
 	// ErrMalformed means the input could not be read at all: bad base64, bad
-	// PFX, bad PEM, an unsupported key type or curve, or no certificate.
+	// PFX, bad PEM, an unsupported key type or curve, or no certificate. It
+	// also covers a PFX refused by CheckPKCS12Cost as too costly to decode.
 	ErrMalformed = errors.New("malformed certificate material")
 )
 
