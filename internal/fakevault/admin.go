@@ -33,6 +33,7 @@ import (
 //	POST   /admin/renewals                                -> {"renewed":n}
 //	POST   /admin/pending-duration                        {"duration":"30s"}
 //	POST   /admin/operations/{n}/fail                     {"code","message"}
+//	POST   /admin/certificates/{n}/backdate               {"by":"720h"}: issue n's new versions that much in the past
 //	POST   /admin/tokens/revoke
 func (s *Server) AdminHandler() http.Handler { return s.admin }
 
@@ -325,6 +326,16 @@ func (s *Server) newAdminHandler() http.Handler {
 			return
 		}
 		s.FailNextOperation(r.PathValue("name"), body.Code, body.Message)
+		done(w, nil)
+	})
+	mux.HandleFunc("POST /admin/certificates/{name}/backdate", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			By Duration `json:"by"`
+		}
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		s.SetIssueBackdate(r.PathValue("name"), time.Duration(body.By))
 		done(w, nil)
 	})
 	mux.HandleFunc("POST /admin/tokens/revoke", func(w http.ResponseWriter, r *http.Request) {

@@ -307,7 +307,9 @@ func (a *authority) issue(clientID, resource string) (string, error) {
 }
 
 // validate checks an Authorization header; it returns the claims, or nil and the 401 message.
-func (a *authority) validate(authz string) (*accessClaims, string) {
+// resource is the audience the vault answering this request names in its challenge (see ChallengeResource);
+// tokens for Key Vault's usual resource are accepted too.
+func (a *authority) validate(authz, resource string) (*accessClaims, string) {
 	scheme, tok, _ := strings.Cut(authz, " ")
 	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return nil, msgMissingToken
@@ -322,8 +324,11 @@ func (a *authority) validate(authz string) (*accessClaims, string) {
 		return nil, "AKV10021: Token could not be validated: " + err.Error() // inferred text
 	case c.TenantID != a.tenant:
 		return nil, "AKV10032: Invalid issuer. Expected one of https://sts.windows.net/" + a.tenant + "/, found " + c.Issuer + "."
-	case !slices.Contains([]string(c.Audience), VaultResource) && !slices.Contains([]string(c.Audience), VaultResource+"/"):
-		return nil, fmt.Sprintf("AKV10022: Invalid audience. Expected %s, found: %s.", VaultResource, strings.Join(c.Audience, ","))
+	case !slices.ContainsFunc([]string(c.Audience), func(aud string) bool {
+		aud = strings.TrimSuffix(aud, "/")
+		return aud == VaultResource || aud == resource
+	}):
+		return nil, fmt.Sprintf("AKV10022: Invalid audience. Expected %s, found: %s.", resource, strings.Join(c.Audience, ","))
 	}
 	a.mu.Lock()
 	gen := a.generation

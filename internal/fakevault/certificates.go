@@ -35,6 +35,12 @@ func (s *Server) handleUpdateCertificate(w http.ResponseWriter, r *http.Request,
 		writeError(w, e)
 		return
 	}
+	if req.Tags != nil {
+		if e := validateTags(*req.Tags); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, e := s.lookupLocked(rt.name)

@@ -75,11 +75,11 @@ func newClients(t *testing.T, s *fakevault.Server, cred azcore.TokenCredential, 
 		cred = secretCredential(t, s, testClientID, testSecret)
 	}
 	co := azcore.ClientOptions{Transport: s.HTTPClient(), Retry: retry}
-	cc, err := azcertificates.NewClient(s.URL(), cred, &azcertificates.ClientOptions{ClientOptions: co, DisableChallengeResourceVerification: true})
+	cc, err := azcertificates.NewClient(s.URL(), cred, &azcertificates.ClientOptions{ClientOptions: co})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := azsecrets.NewClient(s.URL(), cred, &azsecrets.ClientOptions{ClientOptions: co, DisableChallengeResourceVerification: true})
+	sc, err := azsecrets.NewClient(s.URL(), cred, &azsecrets.ClientOptions{ClientOptions: co})
 	if err != nil {
 		t.Fatal(err)
 	}

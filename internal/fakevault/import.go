@@ -21,6 +21,10 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, rt *route)
 		writeError(w, errBadParameter("Property value is required."))
 		return
 	}
+	if e := validateTags(req.Tags); e != nil {
+		writeError(w, e)
+		return
+	}
 	dec, err := issuer.DecodeValue(req.Value, req.Pwd)
 	if err != nil {
 		writeError(w, errBadParameter("The specified certificate content can not be read: %s. Check the format and the password.", err))

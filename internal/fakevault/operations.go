@@ -106,7 +106,7 @@ func (s *Server) advanceLocked(c *certificate) {
 		}
 		ca = ni.ca
 	}
-	chain, err := issueChainWith(op.policy, op.key, now, ca)
+	chain, err := issueChainWith(op.policy, op.key, s.issueTimeLocked(c.name, now), ca)
 	if err != nil {
 		s.finishLocked(c, statusFailed, "CertificateIssuanceFailed", err.Error())
 		return
@@ -216,6 +216,10 @@ func decodeBody(r *http.Request, v any) *vaultError {
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wireCreateRequest
 	if e := decodeBody(r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	if e := validateTags(req.Tags); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -408,6 +412,10 @@ func (s *Server) handleMerge(w http.ResponseWriter, r *http.Request, rt *route) 
 	}
 	if len(req.X5C) == 0 {
 		writeError(w, errBadParameter("Property x5c is required."))
+		return
+	}
+	if e := validateTags(req.Tags); e != nil {
+		writeError(w, e)
 		return
 	}
 	var certs []*x509.Certificate

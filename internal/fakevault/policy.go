@@ -348,11 +348,41 @@ func renewalTime(p *wirePolicy, nbf, exp time.Time) (time.Time, bool) {
 		}
 		switch {
 		case la.Trigger.LifetimePercentage != nil:
-			life := exp.Sub(nbf)
-			return nbf.Add(life * time.Duration(*la.Trigger.LifetimePercentage) / 100), true
+			return triggerTime(nbf, exp, *la.Trigger.LifetimePercentage, 0), true
 		case la.Trigger.DaysBeforeExpiry != nil:
-			return exp.Add(-time.Duration(*la.Trigger.DaysBeforeExpiry) * 24 * time.Hour), true
+			return triggerTime(nbf, exp, 0, *la.Trigger.DaysBeforeExpiry), true
 		}
 	}
 	return time.Time{}, false
+}
+
+// triggerTime is when a lifetime trigger (a percentage of the lifetime, or days before expiry) fires for a
+// version valid from nbf to exp, kept inside that validity. The lifetime in nanoseconds times a percentage
+// exceeds int64 from about 44 months at 80 %, and validity_months goes up to 1200: the share is taken of the
+// hundredths first, so no validity overflows.
+func triggerTime(nbf, exp time.Time, pct, days int) time.Time {
+	if !exp.After(nbf) {
+		return exp
+	}
+	life := exp.Sub(nbf)
+	var t time.Time
+	switch {
+	case pct > 0:
+		p := time.Duration(min(pct, 100))
+		t = nbf.Add(life/100*p + life%100*p/100)
+	case days > 0:
+		if int64(days) > int64(life/(24*time.Hour)) {
+			return nbf // more days than the lifetime: due from the start
+		}
+		t = exp.Add(-time.Duration(days) * 24 * time.Hour)
+	default:
+		return exp
+	}
+	if t.Before(nbf) {
+		return nbf
+	}
+	if t.After(exp) {
+		return exp
+	}
+	return t
 }

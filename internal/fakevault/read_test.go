@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -52,13 +53,31 @@ func TestChallengeThenSuccess(t *testing.T) {
 	}
 }
 
+func TestChallengeResource(t *testing.T) {
+	for host, want := range map[string]string{
+		"myvault.vault.azure.net":     "https://vault.azure.net",
+		"MyVault.Vault.Azure.Net":     "https://vault.azure.net",
+		"myvault.vault.azure.cn":      "https://vault.azure.cn",
+		"myhsm.managedhsm.azure.net":  "https://managedhsm.azure.net",
+		"127.0.0.1:8443":              "https://0.0.1:8443",
+		"localhost:8443":              "https://vault.azure.net",
+		"vault.example.internal:8443": "https://example.internal:8443",
+	} {
+		if got := fakevault.ChallengeResource(host); got != want {
+			t.Errorf("ChallengeResource(%q) = %q, want %q", host, got, want)
+		}
+	}
+}
+
 func TestChallengeRaw(t *testing.T) {
 	s := startServer(t)
 	resp, body := rawDoAuth(t, s, http.MethodPost, "/certificates/x/create?api-version=7.5", `{"policy":{}}`, "")
 	if resp.StatusCode != 401 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	want := `Bearer authorization="https://login.microsoftonline.com/` + s.TenantID() + `", resource="https://vault.azure.net"`
+	u, _ := url.Parse(s.URL())
+	// 127.0.0.1:PORT -> 0.0.1:PORT: the Azure SDK verifies the vault host ends with "." + the resource host.
+	want := `Bearer authorization="https://login.microsoftonline.com/` + s.TenantID() + `", resource="https://0.0.1:` + u.Port() + `"`
 	if got := resp.Header.Get("WWW-Authenticate"); got != want {
 		t.Fatalf("WWW-Authenticate %q", got)
 	}

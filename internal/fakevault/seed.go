@@ -278,7 +278,10 @@ func (s *Server) renewFromPolicy(name string, policy *wirePolicy, reuse crypto.S
 			return Version{}, err
 		}
 	}
-	chain, err := s.issueChain(policy, key, now)
+	s.mu.Lock()
+	at := s.issueTimeLocked(name, now)
+	s.mu.Unlock()
+	chain, err := s.issueChain(policy, key, at)
 	if err != nil {
 		return Version{}, err
 	}

@@ -61,6 +61,7 @@ type Server struct {
 	pendingDuration time.Duration
 	deletionDelay   time.Duration
 	failNext        map[string]opFailure
+	backdate        map[string]time.Duration // by lower-case name; see SetIssueBackdate
 	lastRenewScan   time.Time
 	renewMu         sync.Mutex
 

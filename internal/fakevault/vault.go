@@ -79,13 +79,13 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		s.writeChallenge(w, msgMissingToken)
+		s.writeChallenge(w, r, msgMissingToken)
 		return
 	}
-	cl, msg := s.auth.validate(authz)
+	cl, msg := s.auth.validate(authz, ChallengeResource(r.Host))
 	if cl == nil {
 		s.counts.add(OpUnauthorized)
-		s.writeChallenge(w, msg)
+		s.writeChallenge(w, r, msg)
 		return
 	}
 	rt, verr := resolve(r)
@@ -127,9 +127,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt *route) {
 	rt.handler(s, w, r, rt)
 }
 
-func (s *Server) writeChallenge(w http.ResponseWriter, msg string) {
+func (s *Server) writeChallenge(w http.ResponseWriter, r *http.Request, msg string) {
 	w.Header().Set("WWW-Authenticate",
-		`Bearer authorization="https://login.microsoftonline.com/`+s.tenant+`", resource="https://vault.azure.net"`)
+		`Bearer authorization="https://login.microsoftonline.com/`+s.tenant+`", resource="`+ChallengeResource(r.Host)+`"`)
 	writeError(w, newError(http.StatusUnauthorized, CodeUnauthorized, "", "%s", msg))
 }
 
@@ -309,4 +309,19 @@ func resolveIssuers(rt *route, m string, rest []string) (*route, *vaultError) {
 		return rt, nil
 	}
 	return nil, errBadParameter("The request URI is invalid.")
+}
+
+// ChallengeResource is the resource the 401 challenge names for a request to host: like Key Vault, the vault's
+// host without its first label (myvault.vault.azure.net -> https://vault.azure.net). The Azure SDK accepts a
+// challenge only when the vault's host ends with "." plus that resource's host, so at 127.0.0.1:PORT the fake
+// names https://0.0.1:PORT: clients keep challenge resource verification on against the fake, as they must
+// against Key Vault.
+func ChallengeResource(host string) string {
+	if _, rest, ok := strings.Cut(host, "."); ok && rest != "" {
+		if strings.HasSuffix(strings.ToLower(host), ".vault.azure.net") {
+			return VaultResource
+		}
+		return "https://" + rest
+	}
+	return VaultResource
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,8 @@ type azureClient struct {
 	// refused is set when the vault answered 401 to this client's token. The credential's cache would
 	// keep offering that token, so the Factory builds a new client on its next call.
 	refused atomic.Bool
+	// limit is the connection's own request budget (Config.RequestsPerSecond and Burst).
+	limit connLimiter
 }
 
 // azureClientOptions is what newAzureClient needs besides the Config.
@@ -72,17 +75,21 @@ func newAzureClient(cfg Config, o azureClientOptions) (*azureClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	host, _ := VaultHost(cfg.VaultURL) // validated above
+	host, _ := VaultHost(cfg.VaultURL)                    // validated above
+	allowed, _ := normalizeAllowedHosts(cfg.AllowedHosts) // validated above
 	c := &azureClient{vaultURL: cfg.VaultURL, host: host, gov: o.governor}
+	c.limit.set(o.governor, cfg.RequestsPerSecond, cfg.Burst)
 
-	transport := o.transport
-	if transport == nil {
+	next := o.transport
+	if next == nil {
 		hc, err := NewHTTPClient(cfg.Cloud.CABundle)
 		if err != nil {
 			return nil, err
 		}
-		c.httpClient, transport = hc, hc
+		c.httpClient, next = hc, hc
 	}
+	// One guard under every pipeline: the credential's (challenge tokens, discovery) and the vault clients'.
+	transport := newGuardTransport(next, allowed)
 	cred, err := newCredential(cfg.Auth, cfg.Cloud, credentialClientOptions(cfg.Cloud, transport, o.applicationID))
 	if err != nil {
 		return nil, err
@@ -96,7 +103,7 @@ func newAzureClient(cfg Config, o azureClientOptions) (*azureClient, error) {
 		Transport:        transport,
 		Retry:            retry,
 		Telemetry:        policy.TelemetryOptions{ApplicationID: o.applicationID},
-		PerRetryPolicies: []policy.Policy{&vaultPolicy{gov: o.governor, now: time.Now}},
+		PerRetryPolicies: []policy.Policy{&vaultPolicy{gov: o.governor, now: time.Now, conn: &c.limit}},
 		// Logging stays at its default: bodies are never logged, so secret values cannot leak there.
 	}
 	c.certs, err = azcertificates.NewClient(cfg.VaultURL, cred, &azcertificates.ClientOptions{
@@ -203,7 +210,7 @@ func mapCertificate(name, version string, b azcertificates.Certificate) (*Certif
 	return cert, nil
 }
 
-// ListCertificateVersions implements Client. It follows every page.
+// ListCertificateVersions implements Client. It follows every page and sorts newest first.
 func (c *azureClient) ListCertificateVersions(ctx context.Context, name string) ([]CertificateVersion, error) {
 	const op = "ListCertificateVersions"
 	if name == "" {
@@ -227,6 +234,7 @@ func (c *azureClient) ListCertificateVersions(ctx context.Context, name string) 
 				Version:    item.ID.Version(),
 				Thumbprint: thumbprint(item.X509Thumbprint, nil),
 				Enabled:    true,
+				Tags:       tags(item.Tags),
 			}
 			if a := item.Attributes; a != nil {
 				v.Enabled = enabled(a.Enabled)
@@ -237,6 +245,7 @@ func (c *azureClient) ListCertificateVersions(ctx context.Context, name string) 
 			out = append(out, v)
 		}
 	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil
 }
 

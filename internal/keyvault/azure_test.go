@@ -648,18 +648,15 @@ func TestFactoryReuseAndRebuild(t *testing.T) {
 		t.Errorf("%d token requests, want 1 accepted with the new secret", n)
 	}
 
-	// A changed rate limit does not rebuild.
+	// A changed rate limit does not rebuild: it is applied to the cached client (TestConnectionRateLimit).
 	cfg := e.config(testSecret)
 	cfg.RequestsPerSecond, cfg.Burst = 50, 10
 	same, err := e.f.Client(key, cfg)
 	if err != nil || same != good {
 		t.Fatalf("rate limit change rebuilt the client: %v", err)
 	}
-	e.gov.mu.Lock()
-	lim := e.gov.hosts[e.host()].limiter
-	e.gov.mu.Unlock()
-	if lim.Limit() != 50 || lim.Burst() != 10 {
-		t.Errorf("vault budget %v/%d, want 50/10", lim.Limit(), lim.Burst())
+	if lim := good.(*azureClient).limit.get(); lim == nil || lim.Limit() != 50 || lim.Burst() != 10 {
+		t.Errorf("connection budget %v, want 50/10", lim)
 	}
 
 	// Forget drops it.

@@ -29,7 +29,11 @@ var disabledMessage = regexp.MustCompile(`(?i)\bdisabled (secret|certificate|key
 //     x-ms-retry-after-ms, Retry-After, in azcore's order), any other status *ServiceError;
 //   - *azidentity.AuthenticationFailedError and any error a credential built by this package returned:
 //     AuthenticationError;
+//   - a request refused by Config.AllowedHosts, whether the vault's or the credential's: *HostNotAllowedError
+//     (IsHostNotAllowed), never an AuthenticationError;
 //   - errors that already carry a typed error (a Governor pause, a second Classify) return that error;
+//   - a body over MaxResponseBytes keeps its *ResponseTooLargeError in the chain (IsResponseTooLarge); from
+//     a token request it is an AuthenticationError whose Err it is;
 //   - anything else (context cancellation, transport errors) is wrapped with the operation name and keeps
 //     its chain, so errors.Is(err, context.Canceled) still works.
 //
@@ -69,8 +73,11 @@ func typedError(err error) error {
 		cf *ConflictError
 		au *AuthenticationError
 		se *ServiceError
+		hn *HostNotAllowedError
 	)
 	switch {
+	case errors.As(err, &hn):
+		return hn
 	case errors.As(err, &nf):
 		return nf
 	case errors.As(err, &ua):

@@ -15,7 +15,7 @@ type Client interface {
 	VaultURL() string
 	// GetCertificate returns a certificate's metadata; version "" means the latest version.
 	GetCertificate(ctx context.Context, name, version string) (*Certificate, error)
-	// ListCertificateVersions returns every version of a certificate, in no particular order.
+	// ListCertificateVersions returns every version of a certificate with its tags, newest first.
 	ListCertificateVersions(ctx context.Context, name string) ([]CertificateVersion, error)
 	// GetSecret returns the certificate-backed secret (the key material) of exactly that version.
 	GetSecret(ctx context.Context, name, version string) (*Secret, error)
@@ -23,9 +23,13 @@ type Client interface {
 	CheckAccess(ctx context.Context) error
 
 	// CreateCertificate starts issuing a new version with policy p (the first version when the certificate
-	// does not exist) and returns the pending operation. 409 ConflictError while another operation is
-	// pending, or with InnerCode ObjectIsDeletedButRecoverable when the name is soft-deleted.
-	CreateCertificate(ctx context.Context, name string, p Policy) (*Operation, error)
+	// does not exist), tagged with tags (within MaxTags, MaxTagNameLen, MaxTagValueLen; nil for none), and
+	// returns the pending operation. 409 ConflictError while another operation is pending, or with InnerCode
+	// ObjectIsDeletedButRecoverable when the name is soft-deleted.
+	CreateCertificate(ctx context.Context, name string, p Policy, tags map[string]string) (*Operation, error)
+	// SetCertificateTags replaces the tags of one version (version "" is the latest), leaving its attributes
+	// and the policy alone.
+	SetCertificateTags(ctx context.Context, name, version string, tags map[string]string) error
 	// GetCertificateOperation returns the certificate's current (or last) operation; NotFoundError when none.
 	GetCertificateOperation(ctx context.Context, name string) (*Operation, error)
 	// GetCertificatePolicy returns the certificate's policy.
@@ -82,6 +86,8 @@ type CertificateVersion struct {
 	Created time.Time
 	// NotBefore and Expires are the validity window.
 	NotBefore, Expires time.Time
+	// Tags are the version's tags (nil when it has none).
+	Tags map[string]string
 }
 
 // Secret is a certificate-backed secret: the certificate chain with its private key.

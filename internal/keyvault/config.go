@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -44,10 +45,24 @@ type Config struct {
 	Auth AuthConfig
 	// Cloud holds sovereign-cloud and private-endpoint settings.
 	Cloud CloudConfig
-	// RequestsPerSecond and Burst override the per-vault budget when non-zero.
+	// AllowedHosts, when non-empty, is every host this client may talk to: each HTTP request any part of it
+	// makes (the vault's 401 challenge probe, vault calls, token requests, instance and metadata discovery,
+	// a managed identity endpoint) to a host not in the list fails with a *HostNotAllowedError before it
+	// leaves the process. Entries are "host" or "host:port" (IPv6 as "[::1]:443"), case-insensitive; a
+	// missing port means 443, so a plain-http endpoint (IMDS, http://169.254.169.254) needs its ":80".
+	// Empty allows every host. Part of the Fingerprint.
+	AllowedHosts []string
+	// RequestsPerSecond is this connection's own steady rate, applied to its client only and in addition
+	// to the vault host's shared budget (a request waits for both). Zero, with Burst zero, means no
+	// per-connection limit; zero with a non-zero Burst takes the Governor's default rate.
 	RequestsPerSecond float64
-	// Burst is the token bucket size; zero keeps the default.
+	// Burst is this connection's own token bucket size; zero takes the Governor's default burst.
 	Burst int
+	// SetsHostBudget makes RequestsPerSecond and Burst also the budget every connection to this vault host
+	// shares (Governor.SetLimit's bucket), until this connection stops asking for it or is forgotten. Only a
+	// ClusterVaultConnection may set it: a namespaced connection must not raise or lower other tenants'
+	// budget. Otherwise the host budget is the Governor's (GovernorOptions, from flags).
+	SetsHostBudget bool
 }
 
 // AuthConfig is one identity.
@@ -86,8 +101,9 @@ type CloudConfig struct {
 
 // Fingerprint is a hex SHA-256 over everything that shapes a client: the vault URL, the cloud settings
 // (with a hash of the CA bundle), the auth method, tenant and client IDs, hashes of the client secret and
-// certificate, and AssertionKey. It never reveals the secret material. The rate limit is not part of it:
-// it is applied to the shared Governor without rebuilding the client.
+// certificate, AssertionKey, and AllowedHosts (normalised, in any order). It never reveals the secret
+// material. The rate limits are not part of it: they are applied to the cached client and the Governor
+// without rebuilding the client.
 func (c Config) Fingerprint() string {
 	h := sha256.New()
 	field := func(b []byte) {
@@ -117,13 +133,26 @@ func (c Config) Fingerprint() string {
 	secret([]byte(c.Auth.ClientSecret))
 	secret(c.Auth.ClientCertificate)
 	str(c.Auth.AssertionKey)
+	allowed, err := normalizeAllowedHosts(c.AllowedHosts)
+	if err != nil {
+		// Validate refuses such a config; still, never let a bad list hash like an empty one.
+		allowed = append([]string{"\x00invalid"}, c.AllowedHosts...)
+	}
+	str(strconv.Itoa(len(allowed)))
+	for _, h := range allowed {
+		str(h)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Validate checks what can be checked without talking to anyone: an https vault URL with a host, and
-// the IDs each auth method needs. Errors wrap ErrInvalidConfig.
+// Validate checks what can be checked without talking to anyone: an https vault URL with a host, well-formed
+// AllowedHosts entries, and the IDs each auth method needs. Errors wrap ErrInvalidConfig. A vault or
+// authority outside AllowedHosts is not a validation error: the first call fails with HostNotAllowedError.
 func (c Config) Validate() error {
 	if _, err := VaultHost(c.VaultURL); err != nil {
+		return err
+	}
+	if _, err := normalizeAllowedHosts(c.AllowedHosts); err != nil {
 		return err
 	}
 	switch c.Auth.Method {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/vaultcert/vaultcert/internal/pki"
 )
 
 // Transport timeouts. A Key Vault try is further bounded by the SDK's TryTimeout (see newRetryOptions).
@@ -29,7 +32,9 @@ const (
 )
 
 // NewHTTPClient returns the *http.Client used for the vault and the authority: the system roots plus
-// caBundle (PEM, optional), TLS 1.2 or later, proxy from the environment, and bounded timeouts.
+// caBundle (PEM, optional), TLS 1.2 or later, proxy from the environment, bounded timeouts and response
+// headers, and no redirects: a 3xx reaches the SDK as an error response, because a redirect from a hostile
+// vault or authority could point anywhere (with the bearer token or the client credential attached).
 func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if len(caBundle) > 0 {
@@ -44,30 +49,44 @@ func NewHTTPClient(caBundle []byte) (*http.Client, error) {
 	}
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       tlsConfig,
-		TLSHandshakeTimeout:   tlsHandshakeTimeout,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-		IdleConnTimeout:       idleConnTimeout,
-		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   16,
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        tlsConfig,
+		TLSHandshakeTimeout:    tlsHandshakeTimeout,
+		ResponseHeaderTimeout:  responseHeaderTimeout,
+		IdleConnTimeout:        idleConnTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           100,
+		MaxIdleConnsPerHost:    16,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
-	return &http.Client{Transport: transport, Timeout: httpClientTimeout}, nil
+	return &http.Client{
+		Transport:     transport,
+		Timeout:       httpClientTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
 }
 
 // NewCredential builds the token credential for one identity. transport carries the TLS settings for
-// the authority (nil means azcore's default client, which ignores CloudConfig.CABundle).
+// the authority (nil means NewHTTPClient(cloudCfg.CABundle)); response bodies are capped at
+// MaxResponseBytes either way. It has no host allow-list: use a Factory for that.
 //
 // Tenants stay strict: no AdditionallyAllowedTenants, so a vault whose challenge names another tenant
 // than the configured one gets an AuthenticationError instead of a token for that tenant.
 //
 // Every error the credential returns from GetToken is marked so that Classify reports it as an
-// AuthenticationError (azidentity does not export all of its error types), except context errors.
+// AuthenticationError (azidentity does not export all of its error types), except context errors and
+// requests refused by an allow-list (*HostNotAllowedError).
 func NewCredential(auth AuthConfig, cloudCfg CloudConfig, transport policy.Transporter) (azcore.TokenCredential, error) {
-	return newCredential(auth, cloudCfg, credentialClientOptions(cloudCfg, transport, ""))
+	if transport == nil {
+		hc, err := NewHTTPClient(cloudCfg.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		transport = hc
+	}
+	return newCredential(auth, cloudCfg, credentialClientOptions(cloudCfg, newGuardTransport(transport, nil), ""))
 }
 
 // credentialClientOptions is the azcore configuration shared by every credential type.
@@ -111,6 +130,13 @@ func newCredential(auth AuthConfig, cloudCfg CloudConfig, co azcore.ClientOption
 		}
 		if len(auth.ClientCertificate) == 0 {
 			return nil, fmt.Errorf("%w: the client certificate is empty", ErrInvalidConfig)
+		}
+		if block, _ := pem.Decode(auth.ClientCertificate); block == nil {
+			// azidentity reads bytes without a PEM block as PKCS#12, whose KDF iteration counts are the
+			// file's to choose: bound them before any key derivation runs.
+			if err := pki.CheckPKCS12Cost(auth.ClientCertificate); err != nil {
+				return nil, fmt.Errorf("%w: client certificate: %v", ErrInvalidConfig, err)
+			}
 		}
 		certs, key, perr := azidentity.ParseCertificates(auth.ClientCertificate, nil)
 		if perr != nil {
@@ -231,7 +257,9 @@ type markedCredential struct{ cred azcore.TokenCredential }
 
 // GetToken implements azcore.TokenCredential.
 func (c *markedCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	tk, err := c.cred.GetToken(ctx, opts)
+	// azidentity keeps only the text of a transport error; the sink keeps the guard's typed error.
+	gctx, sink := withGuardSink(ctx)
+	tk, err := c.cred.GetToken(gctx, opts)
 	if err != nil {
 		// A cancelled or expired context is the caller's doing, not the identity's. azidentity sometimes
 		// flattens it into a message, so ask the context rather than the error.
@@ -240,6 +268,15 @@ func (c *markedCredential) GetToken(ctx context.Context, opts policy.TokenReques
 				return tk, err
 			}
 			return tk, fmt.Errorf("token request interrupted: %w", cerr)
+		}
+		if gerr := sink.get(); gerr != nil {
+			var hn *HostNotAllowedError
+			if errors.As(gerr, &hn) {
+				// The connection's configuration, not its identity: not an AuthenticationError.
+				return tk, hn
+			}
+			// An oversized answer: an AuthenticationError that says so, instead of azidentity's text.
+			return tk, &tokenError{err: gerr}
 		}
 		return tk, &tokenError{err: err}
 	}

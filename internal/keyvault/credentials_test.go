@@ -3,15 +3,21 @@ package keyvault
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 )
@@ -110,5 +116,52 @@ func TestControllerWorkloadIdentityCredential(t *testing.T) {
 	_, err = e.f.Client("ClusterVaultConnection/none", cfg)
 	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "azure.workload.identity/use") {
 		t.Fatalf("want ErrInvalidConfig naming the fix, got %v", err)
+	}
+}
+
+// A PFX client certificate is checked for its KDF cost before azidentity derives any key: one that asks
+// for a billion iterations is a configuration error at once, not a stalled build.
+func TestClientCertificatePFXCostIsBounded(t *testing.T) {
+	key := assertionKey(t) // azidentity reads RSA keys from a PFX
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sp"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pfx, err := pkcs12.LegacyDES.Encode(key, cert, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := AuthConfig{Method: AuthClientCertificate, TenantID: "t", ClientID: "c", ClientCertificate: pfx}
+	if _, err := NewCredential(auth, CloudConfig{}, nil); err != nil {
+		t.Fatalf("a PFX with ordinary iteration counts: %v", err)
+	}
+
+	// The same file with the MAC's iteration count raised to 2^30.
+	var doc struct {
+		Version  int
+		AuthSafe asn1.RawValue
+		MacData  struct {
+			Mac        asn1.RawValue
+			MacSalt    []byte
+			Iterations int `asn1:"optional,default:1"`
+		}
+	}
+	if _, err := asn1.Unmarshal(pfx, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc.MacData.Iterations = 1 << 30
+	if auth.ClientCertificate, err = asn1.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = NewFactory(FactoryOptions{}).Client("VaultConnection/ns/pfx", Config{VaultURL: "https://v.vault.azure.net/", Auth: auth})
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "iteration") {
+		t.Fatalf("want ErrInvalidConfig naming the iteration count, got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refusing the PFX took %v", d)
 	}
 }

@@ -3,6 +3,7 @@ package keyvault
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -123,8 +124,17 @@ func (e *AuthenticationError) Error() string {
 	if e.Err == nil {
 		return prefix + "unknown error"
 	}
-	return prefix + e.Err.Error()
+	// MSAL can quote a whole (hostile) response body in its errors: keep conditions and events bounded.
+	msg := e.Err.Error()
+	if len(msg) > maxAuthErrorLen {
+		msg = strings.ToValidUTF8(msg[:maxAuthErrorLen], "") + "..."
+	}
+	return prefix + msg
 }
+
+// maxAuthErrorLen bounds azidentity's message in AuthenticationError.Error (it is multi-line and carries
+// troubleshooting links, so it gets more room than a service message).
+const maxAuthErrorLen = 2048
 
 // Unwrap returns the credential's error.
 func (e *AuthenticationError) Unwrap() error { return e.Err }

@@ -139,23 +139,6 @@ func (o *Operation) Problem() string {
 	return "the operation ended with status " + string(o.Status)
 }
 
-// CreateCertificate implements Client: it starts issuing a new version with policy p (the first version
-// when the certificate does not exist). Key Vault answers 409 Conflict while another operation is pending,
-// and 409 ObjectIsDeletedButRecoverable when the name is soft-deleted.
-func (c *azureClient) CreateCertificate(ctx context.Context, name string, p Policy) (*Operation, error) {
-	const op = "CreateCertificate"
-	if name == "" {
-		return nil, fmt.Errorf("Key Vault %s: empty certificate name", op)
-	}
-	var raw *http.Response
-	resp, err := c.certs.CreateCertificate(runtime.WithCaptureResponse(ctx, &raw), name,
-		azcertificates.CreateCertificateParameters{CertificatePolicy: toSDKPolicy(p)}, nil)
-	if err != nil {
-		return nil, c.classify(op, err)
-	}
-	return mapOperation(resp.CertificateOperation, raw), nil
-}
-
 // GetCertificateOperation implements Client. A NotFoundError means no operation exists.
 func (c *azureClient) GetCertificateOperation(ctx context.Context, name string) (*Operation, error) {
 	const op = "GetCertificateOperation"

@@ -24,7 +24,7 @@ func TestCreateCertificateMapsPolicyAndOperation(t *testing.T) {
 		ExtendedKeyUsages: []string{"1.3.6.1.5.5.7.3.1"}, KeyUsages: []string{"digitalSignature"},
 		AutoRenew: &LifetimeTrigger{DaysBeforeExpiry: 20},
 	}
-	op, err := c.CreateCertificate(ctx, "api", want)
+	op, err := c.CreateCertificate(ctx, "api", want, nil)
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestCreateCertificateMapsPolicyAndOperation(t *testing.T) {
 	}
 
 	// While pending, a second create is refused and the operation can be read back.
-	if _, err := c.CreateCertificate(ctx, "api", want); !IsConflict(err) {
+	if _, err := c.CreateCertificate(ctx, "api", want, nil); !IsConflict(err) {
 		t.Errorf("second create while pending: %v, want a 409", err)
 	}
 	got, err := c.GetCertificateOperation(ctx, "api")
@@ -72,7 +72,7 @@ func TestCompletedCertificateCarriesPolicy(t *testing.T) {
 	e := newTestEnv(t)
 	c := e.client()
 	ctx := ctxT(t)
-	if _, err := c.CreateCertificate(ctx, "done", Policy{DNSNames: []string{"done.example.com"}, AutoRenew: &LifetimeTrigger{LifetimePercentage: 60}}); err != nil {
+	if _, err := c.CreateCertificate(ctx, "done", Policy{DNSNames: []string{"done.example.com"}, AutoRenew: &LifetimeTrigger{LifetimePercentage: 60}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	op, err := c.GetCertificateOperation(ctx, "done")
@@ -99,7 +99,7 @@ func TestPendingFirstVersionAndMissingOperation(t *testing.T) {
 	if _, err := c.GetCertificateOperation(ctx, "nothing"); !IsNotFound(err) {
 		t.Errorf("operation of a missing certificate: %v, want NotFound", err)
 	}
-	if _, err := c.CreateCertificate(ctx, "slow", Policy{Subject: "CN=slow"}); err != nil {
+	if _, err := c.CreateCertificate(ctx, "slow", Policy{Subject: "CN=slow"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	cert, err := c.GetCertificate(ctx, "slow", "")
@@ -116,7 +116,7 @@ func TestFailedOperationCarriesError(t *testing.T) {
 	c := e.client()
 	ctx := ctxT(t)
 	e.s.FailNextOperation("bad", "CertificateIssuanceFailed", "The CA refused the request")
-	if _, err := c.CreateCertificate(ctx, "bad", Policy{Subject: "CN=bad"}); err != nil {
+	if _, err := c.CreateCertificate(ctx, "bad", Policy{Subject: "CN=bad"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	op, err := c.GetCertificateOperation(ctx, "bad")
@@ -148,7 +148,7 @@ func TestUpdatePolicyAndRecover(t *testing.T) {
 	if err := e.s.Delete("pol"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.CreateCertificate(ctx, "pol", Policy{Subject: "CN=pol"})
+	_, err = c.CreateCertificate(ctx, "pol", Policy{Subject: "CN=pol"}, nil)
 	var conflict *ConflictError
 	if !errors.As(err, &conflict) || conflict.InnerCode != "ObjectIsDeletedButRecoverable" {
 		t.Fatalf("create on a soft-deleted name: %v, want 409 ObjectIsDeletedButRecoverable", err)

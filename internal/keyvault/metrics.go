@@ -27,7 +27,8 @@ var (
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricRequestsTotal,
 		Help: "HTTP requests sent to Azure Key Vault, one per try (SDK retries and the unauthenticated " +
-			"challenge request each count), by vault host, operation and HTTP status code (\"error\" when no response arrived).",
+			"challenge request each count), by vault host (\"other\" beyond 200 hosts), operation and HTTP status code " +
+			"(\"error\" when no response arrived).",
 	}, []string{"vault", "operation", "code"})
 
 	requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -43,6 +44,82 @@ var (
 
 	registerOnce sync.Once
 )
+
+// maxHostLabels bounds the distinct vault hosts that get their own metric series; further hosts share the
+// label otherHostLabel. A var so tests can lower it.
+var maxHostLabels = 200
+
+// otherHostLabel is the vault label of hosts beyond maxHostLabels, and of requests to hosts no client was
+// built for (a nextLink pointing elsewhere).
+const otherHostLabel = "other"
+
+// hostLabelSet decides the vault label of each host. A host gets its own label while a Factory client uses
+// it and a slot is free; when its last client is forgotten its series are deleted and the slot freed, so
+// neither the label values nor the series grow with every vault a tenant ever named.
+type hostLabelSet struct {
+	mu    sync.Mutex
+	refs  map[string]int  // Factory clients per host, across factories
+	named map[string]bool // hosts with their own label
+}
+
+// hostLabels is the process-wide set: the collectors are process-wide too.
+var hostLabels = &hostLabelSet{refs: map[string]int{}, named: map[string]bool{}}
+
+// acquire records a client of host and gives the host its own label if a slot is free.
+func (s *hostLabelSet) acquire(host string) {
+	host = normalizeHost(host)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refs[host]++
+	if !s.named[host] && len(s.named) < maxHostLabels {
+		s.named[host] = true
+	}
+}
+
+// release records that a client of host is gone; with the last one, the host's series are deleted.
+func (s *hostLabelSet) release(host string) {
+	host = normalizeHost(host)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs[host]--; s.refs[host] > 0 {
+		return
+	}
+	delete(s.refs, host)
+	if s.named[host] {
+		delete(s.named, host)
+		deleteHostSeries(host)
+	}
+}
+
+// label is host's vault label.
+func (s *hostLabelSet) label(host string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.labelLocked(host)
+}
+
+func (s *hostLabelSet) labelLocked(host string) string {
+	if s.named[host] {
+		return host
+	}
+	return otherHostLabel
+}
+
+// record runs observe with host's label under the set's lock, so a concurrent release of the host's last
+// client cannot delete the series before observe re-creates them.
+func (s *hostLabelSet) record(host string, observe func(label string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	observe(s.labelLocked(host))
+}
+
+// deleteHostSeries drops every series labelled with host.
+func deleteHostSeries(host string) {
+	l := prometheus.Labels{"vault": host}
+	requestsTotal.DeletePartialMatch(l)
+	requestDuration.DeletePartialMatch(l)
+	throttledTotal.DeletePartialMatch(l)
+}
 
 // registerMetrics puts the collectors on controller-runtime's registry once per process, so building
 // several factories (as tests do) never registers twice.
@@ -69,6 +146,8 @@ func withMaxResults(ctx context.Context, n int) context.Context {
 type vaultPolicy struct {
 	gov *Governor
 	now func() time.Time
+	// conn is the connection's own bucket (Config.RequestsPerSecond); nil or empty for none.
+	conn *connLimiter
 }
 
 // Do implements policy.Policy.
@@ -85,7 +164,7 @@ func (p *vaultPolicy) Do(req *policy.Request) (*http.Response, error) {
 		}
 	}
 
-	if err := p.gov.Wait(raw.Context(), host, op); err != nil {
+	if err := p.gov.wait(raw.Context(), host, op, p.conn.get()); err != nil {
 		if _, ok := AsThrottled(err); ok {
 			// Nothing was sent: the SDK must not retry (that is the governor's job, by requeue).
 			return nil, &noRetryError{err}
@@ -98,17 +177,22 @@ func (p *vaultPolicy) Do(req *policy.Request) (*http.Response, error) {
 	elapsed := p.now().Sub(start)
 
 	code := "error"
+	throttled := false
 	if err == nil && resp != nil {
 		code = strconv.Itoa(resp.StatusCode)
-		if resp.StatusCode == http.StatusTooManyRequests {
-			throttledTotal.WithLabelValues(host).Inc()
+		if throttled = resp.StatusCode == http.StatusTooManyRequests; throttled {
 			p.gov.Throttled(host, retryAfter(resp.Header, p.now()))
 		} else {
 			p.gov.Succeeded(host)
 		}
 	}
-	requestsTotal.WithLabelValues(host, op, code).Inc()
-	requestDuration.WithLabelValues(host, op).Observe(elapsed.Seconds())
+	hostLabels.record(host, func(label string) {
+		if throttled {
+			throttledTotal.WithLabelValues(label).Inc()
+		}
+		requestsTotal.WithLabelValues(label, op, code).Inc()
+		requestDuration.WithLabelValues(label, op).Observe(elapsed.Seconds())
+	})
 	return resp, err
 }
 

@@ -51,9 +51,16 @@ func TestFingerprint(t *testing.T) {
 		t.Fatalf("fingerprint %q", fp)
 	}
 	same := base
-	same.RequestsPerSecond = 5 // budgets do not rebuild clients
+	same.RequestsPerSecond, same.Burst, same.SetsHostBudget = 5, 2, true // budgets do not rebuild clients
 	if same.Fingerprint() != fp {
 		t.Error("rate limit changed the fingerprint")
+	}
+	listed := base
+	listed.AllowedHosts = []string{"V.vault.azure.net", "login.example:8443"}
+	reordered := base
+	reordered.AllowedHosts = []string{"login.EXAMPLE:8443", "v.vault.azure.net:443", "v.vault.azure.net"}
+	if listed.Fingerprint() != reordered.Fingerprint() {
+		t.Error("the order, case or default port of AllowedHosts changed the fingerprint")
 	}
 	for name, mut := range map[string]func(*Config){
 		"secret":    func(c *Config) { c.Auth.ClientSecret = "other" },
@@ -66,6 +73,8 @@ func TestFingerprint(t *testing.T) {
 		"cert":      func(c *Config) { c.Auth.ClientCertificate = []byte("x") },
 		"assertion": func(c *Config) { c.Auth.AssertionKey = "ns/sa" },
 		"verify":    func(c *Config) { c.Cloud.DisableChallengeResourceVerification = true },
+		"allowed":   func(c *Config) { c.AllowedHosts = []string{"v.vault.azure.net"} },
+		"invalid":   func(c *Config) { c.AllowedHosts = []string{"https://v/"} },
 	} {
 		c := base
 		mut(&c)
