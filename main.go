@@ -2,16 +2,19 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -20,6 +23,7 @@ import (
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -35,6 +39,9 @@ func main() {
 		connectionRecheck                  time.Duration
 		vaultRPS                           float64
 		vaultBurst                         int
+		vaultDomains, authorityHosts       string
+		clusterID                          string
+		issuanceDailyLimit                 int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -48,8 +55,14 @@ func main() {
 	flag.DurationVar(&maxRetry, "max-retry-delay", 5*time.Minute, "Longest retry delay after transient failures.")
 	flag.DurationVar(&terminalRetry, "terminal-retry-delay", 5*time.Minute, "Retry delay after a failure that needs a fix (not found, access denied, invalid certificate).")
 	flag.DurationVar(&connectionRecheck, "connection-recheck-interval", 10*time.Minute, "How often a connection's Ready is re-checked against the vault.")
-	flag.Float64Var(&vaultRPS, "vault-requests-per-second", 0, "Default client-side budget per vault (0: built-in default below Key Vault's limit); a connection's rateLimit overrides it.")
+	flag.Float64Var(&vaultRPS, "vault-requests-per-second", 0, "Default client-side budget per vault host, shared by every connection to it (0: built-in default below Key Vault's limit); a ClusterVaultConnection's rateLimit overrides it for its vault, a VaultConnection's only limits itself.")
 	flag.IntVar(&vaultBurst, "vault-burst", 0, "Default burst per vault (0: built-in default).")
+	flag.StringVar(&vaultDomains, strings.TrimPrefix(hostpolicy.FlagVaultDomains, "--"), strings.Join(hostpolicy.DefaultVaultDomains, ","),
+		"Comma-separated vault domains a namespaced VaultConnection may use: a vault host must equal one or end with \".\" plus one; \"host:port\" for another port than 443, \"host:*\" for any. ClusterVaultConnections are not restricted.")
+	flag.StringVar(&authorityHosts, strings.TrimPrefix(hostpolicy.FlagAuthorityHosts, "--"), strings.Join(hostpolicy.DefaultAuthorityHosts, ","),
+		"Comma-separated Entra ID authority hosts a namespaced VaultConnection may use (cloud.authorityHost). ClusterVaultConnections are not restricted.")
+	flag.StringVar(&clusterID, "cluster-id", "", "Names this cluster in the owner tags of Key Vault certificates vaultcert creates (spec.issuance), so clusters sharing a vault never manage each other's; must not change. Default: the UID of the kube-system namespace.")
+	flag.IntVar(&issuanceDailyLimit, "issuance-daily-limit", 5, "New versions vaultcert requests per certificate in 24 hours at most (spec.issuance); past it, it stops until the spec or the vaultcert.io/renew annotation changes.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -65,15 +78,16 @@ func main() {
 	restConfig.QPS, restConfig.Burst = float32(kubeQPS), kubeBurst
 	restConfig.UserAgent = "vaultcert"
 
-	var watched []string
-	for _, ns := range strings.Split(namespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			watched = append(watched, ns)
-		}
+	watched := splitList(namespaces)
+	hosts := hostpolicy.Policy{VaultDomains: splitList(vaultDomains), AuthorityHosts: splitList(authorityHosts)}
+	if err := hosts.Validate(); err != nil {
+		log.Error(err, "invalid host allow-list", "flags", []string{hostpolicy.FlagVaultDomains, hostpolicy.FlagAuthorityHosts})
+		os.Exit(1)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         controllers.CacheOptions(watched),
+		Client:                        controllers.ClientOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
@@ -87,6 +101,9 @@ func main() {
 		os.Exit(1)
 	}
 
+	if clusterID == "" {
+		clusterID = defaultClusterID(mgr.GetAPIReader())
+	}
 	factory := keyvault.NewFactory(keyvault.FactoryOptions{
 		Governor:  keyvault.NewGovernor(keyvault.GovernorOptions{RequestsPerSecond: vaultRPS, Burst: vaultBurst}),
 		UserAgent: "vaultcert",
@@ -96,7 +113,11 @@ func main() {
 		APIReader:     mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorder("vaultcert"),
 		Factory:       factory,
+		HostPolicy:    hosts,
 		TerminalRetry: terminalRetry,
+		ClusterID:     clusterID,
+		// Issuance stops after this many requested versions per certificate per day.
+		IssuanceDailyLimit: issuanceDailyLimit,
 	}
 	if err := certs.SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: concurrency,
@@ -109,6 +130,7 @@ func main() {
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
 		Factory:         factory,
+		HostPolicy:      hosts,
 		RecheckInterval: connectionRecheck,
 	}
 	if err := conns.SetupWithManager(mgr); err != nil {
@@ -123,6 +145,31 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// defaultClusterID is the kube-system namespace's UID: stable for the cluster's life and the same for every
+// replica. Without it (no read access) the owner tags carry no cluster, and namespace, name and UID still tell
+// owners apart.
+func defaultClusterID(api client.Reader) string {
+	var ns corev1.Namespace
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := api.Get(ctx, client.ObjectKey{Name: "kube-system"}, &ns); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "cannot read the kube-system namespace for --cluster-id; owner tags will name no cluster")
+		return ""
+	}
+	return string(ns.UID)
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // inCluster reports whether the process runs in a pod, where leader election defaults on.

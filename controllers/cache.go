@@ -2,6 +2,7 @@ package controllers
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -9,12 +10,25 @@ import (
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 )
 
-// CacheOptions is the manager cache vaultcert needs: Secrets only when labelled managed-by=vaultcert (so the
-// controller never caches every Secret of the cluster), and optionally only the given namespaces.
+// secretMetadata is the kind the manager caches for Secrets: metadata only. Anyone may label a Secret
+// managed-by=vaultcert, so caching their data would let a tenant fill the controller's memory; the data of the
+// one Secret a reconcile needs is read from the API server (readSecret).
+func secretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
+
+// CacheOptions is the manager cache vaultcert needs: the metadata of Secrets labelled managed-by=vaultcert
+// (never every Secret of the cluster, never their data), without managed fields, and optionally only the given
+// namespaces.
 func CacheOptions(namespaces []string) cache.Options {
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{vaultcertv1.LabelManagedBy: vaultcertv1.ManagedByValue})},
+			secretMetadata(): {
+				Label:     labels.SelectorFromSet(labels.Set{vaultcertv1.LabelManagedBy: vaultcertv1.ManagedByValue}),
+				Transform: cache.TransformStripManagedFields(),
+			},
 		},
 	}
 	if len(namespaces) > 0 {
@@ -24,4 +38,10 @@ func CacheOptions(namespaces []string) cache.Options {
 		}
 	}
 	return opts
+}
+
+// ClientOptions makes the manager's client read full Secrets from the API server, never through an informer:
+// a typed Secret read through the cache would start watching (and holding) every Secret of the cluster.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
 }

@@ -170,6 +170,7 @@ func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  controllers.CacheOptions(nil),
+		Client:                 controllers.ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Faults are the point here: their reconcile errors would bury `make test`'s output.
@@ -186,6 +187,7 @@ func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
 		APIReader:     mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorder("vaultcert"),
 		Factory:       factory,
+		HostPolicy:    loopbackHostPolicy(),
 		TerminalRetry: 2 * time.Second,
 	}).SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: 8,
@@ -195,6 +197,7 @@ func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
 	}
 	if err := (&controllers.ConnectionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory, RecheckInterval: time.Minute,
+		HostPolicy: loopbackHostPolicy(),
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -33,6 +34,8 @@ type resolvedConnection struct {
 	key string
 	// config is the vault, identity and cloud settings, with credential material read from its Secret.
 	config keyvault.Config
+	// cluster is the ClusterVaultConnection behind it; nil for a VaultConnection.
+	cluster *vaultcertv1.ClusterVaultConnection
 }
 
 // The controller reads the ServiceAccounts connections name (directly, not cached) and asks for their tokens;
@@ -49,6 +52,8 @@ type connectionResolver struct {
 	apiReader client.Reader
 	// getenv reads the controller's environment (the controller's own workload identity); nil is os.Getenv.
 	getenv func(string) string
+	// hosts is the admin's allow-list of vault and authority hosts for VaultConnections.
+	hosts hostpolicy.Policy
 }
 
 // forCertificate resolves the connection a VaultCertificate names and checks it may use it.
@@ -122,11 +127,44 @@ func (r *connectionResolver) forNamespaced(ctx context.Context, conn *vaultcertv
 		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
 			message: what + " uses managedIdentity, which is the controller's own pod identity; only a ClusterVaultConnection may use it"}
 	}
+	// Hosts before credentials: a refused connection reads no Secret and sends nothing anywhere.
+	allowed, err := r.allowedHosts(what, &conn.Spec)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := r.config(ctx, what, conn.Namespace, &conn.Spec)
 	if err != nil {
 		return nil, err
 	}
+	cfg.AllowedHosts = allowed
+	if !hostpolicy.IsAzureAuthority(allowed[1]) {
+		// Instance discovery would ask login.microsoftonline.com about an authority the admin vouched for.
+		cfg.Cloud.DisableInstanceDiscovery = true
+	}
 	return &resolvedConnection{key: "VaultConnection/" + conn.Namespace + "/" + conn.Name, config: *cfg}, nil
+}
+
+// allowedHosts checks a VaultConnection's vault and authority against the admin's allow-list and returns the
+// only two hosts its client may reach: the vault's, then the authority's.
+func (r *connectionResolver) allowedHosts(what string, spec *vaultcertv1.ConnectionSpec) ([]string, error) {
+	authority := ""
+	if c := spec.Cloud; c != nil {
+		// CEL refuses both; this guards objects written before the rule or with validation bypassed.
+		if c.DisableInstanceDiscovery || c.DisableChallengeResourceVerification {
+			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed, message: what +
+				" sets cloud.disableInstanceDiscovery or cloud.disableChallengeResourceVerification, which only a ClusterVaultConnection may set: remove them, or ask the cluster admin for a ClusterVaultConnection"}
+		}
+		authority = c.AuthorityHost
+	}
+	vaultHost, err := r.hosts.CheckVault(spec.VaultURL)
+	if err != nil {
+		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed, message: what + ": " + err.Error()}
+	}
+	authorityHost, err := r.hosts.CheckAuthority(authority)
+	if err != nil {
+		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed, message: what + ": " + err.Error()}
+	}
+	return []string{vaultHost, authorityHost}, nil
 }
 
 // forCluster builds the config of a ClusterVaultConnection.
@@ -135,7 +173,7 @@ func (r *connectionResolver) forCluster(ctx context.Context, conn *vaultcertv1.C
 	if err != nil {
 		return nil, err
 	}
-	return &resolvedConnection{key: "ClusterVaultConnection/" + conn.Name, config: *cfg}, nil
+	return &resolvedConnection{key: "ClusterVaultConnection/" + conn.Name, config: *cfg, cluster: conn}, nil
 }
 
 // config maps a connection spec to keyvault.Config. ownNamespace is the namespace references resolve in for a
@@ -153,6 +191,9 @@ func (r *connectionResolver) config(ctx context.Context, what, ownNamespace stri
 	if rl := spec.RateLimit; rl != nil {
 		cfg.RequestsPerSecond = float64(rl.RequestsPerSecond)
 		cfg.Burst = int(rl.Burst)
+		// Only a cluster admin's connection may set the budget every connection to this vault host shares; a
+		// VaultConnection's rateLimit limits its own requests only.
+		cfg.SetsHostBudget = ownNamespace == ""
 	}
 	auth := spec.Auth
 	switch {
@@ -283,12 +324,20 @@ func (r *connectionResolver) secretValue(ctx context.Context, what, ownNamespace
 		return nil, err
 	}
 	value := secret.Data[ref.Key]
+	if len(value) > maxCredentialBytes {
+		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
+			message: fmt.Sprintf("%s: key %q of credential Secret %s/%s holds %d bytes; a client secret or certificate is at most %d", what, ref.Key, namespace, ref.Name, len(value), maxCredentialBytes)}
+	}
 	if len(value) == 0 {
 		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
 			message: fmt.Sprintf("%s: credential Secret %s/%s has no key %q (or it is empty)", what, namespace, ref.Name, ref.Key)}
 	}
 	return value, nil
 }
+
+// maxCredentialBytes bounds a credential value: client secrets are tens of bytes, client certificates with their
+// chain a few KiB.
+const maxCredentialBytes = 64 << 10
 
 // managedIdentityFix is the fix when the managed identity endpoint does not know the requested identity.
 const managedIdentityFix = "the managed identity endpoint of the controller's node has no identity with spec.auth.managedIdentity.clientID: " +

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -32,6 +33,8 @@ type ConnectionReconciler struct {
 	// RecheckInterval is how often a connection is re-checked. A change to a credential Secret or
 	// ServiceAccount the connection names re-checks it at once (see credentialWatcher).
 	RecheckInterval time.Duration
+	// HostPolicy lists the vault and authority hosts a VaultConnection may use; nothing is sent elsewhere.
+	HostPolicy hostpolicy.Policy
 
 	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
 	credentials *credentialWatcher
@@ -53,13 +56,14 @@ func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.track(key, nil)
+			r.Factory.Forget(key)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	// Watch what the connection names before reading it, so no change after this read goes unnoticed.
 	r.track(key, credentialRefs(conn.Namespace, &conn.Spec))
 	before := conn.DeepCopy()
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}}
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
 	resolved, err := resolver.forNamespaced(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
@@ -72,12 +76,13 @@ func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.track(key, nil)
+			r.Factory.Forget(key)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	r.track(key, credentialRefs("", &conn.Spec.ConnectionSpec))
 	before := conn.DeepCopy()
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}}
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
 	resolved, err := resolver.forCluster(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)

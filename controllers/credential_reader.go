@@ -49,8 +49,16 @@ func credentialRefOf(key client.ObjectKey, obj client.Object) (credentialRef, bo
 	return credentialRef{}, false
 }
 
-// remember keeps the object last read for a watched reference.
+// maxRememberedSecretBytes bounds the credential Secrets kept in memory: real client secrets and certificates
+// are a few KiB, and a tenant must not make the controller hold large Secrets for each connection it creates.
+const maxRememberedSecretBytes = 64 << 10
+
+// remember keeps the object last read for a watched reference (not an oversized Secret: that one is read
+// again when needed).
 func (w *credentialWatcher) remember(r credentialRef, obj client.Object) {
+	if s, ok := obj.(*corev1.Secret); ok && secretSize(s) > maxRememberedSecretBytes {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, watched := w.watches[r]; watched {
@@ -93,4 +101,13 @@ func (w *credentialWatcher) copyCurrent(r credentialRef, obj client.Object) bool
 		return false
 	}
 	return true
+}
+
+// secretSize is the size of a Secret's data.
+func secretSize(s *corev1.Secret) int {
+	n := 0
+	for k, v := range s.Data {
+		n += len(k) + len(v)
+	}
+	return n
 }

@@ -45,6 +45,13 @@ func classify(err error, what string) *failure {
 	case errors.As(err, &thr):
 		return &failure{reason: vaultcertv1.ReasonThrottled, transient: true, retryAfter: thr.RequeueAfter(time.Now()), err: err,
 			message: fmt.Sprintf("Key Vault is throttling requests (429) while reading %s; vaultcert pauses this vault and retries: %v", what, err)}
+	case keyvault.IsHostNotAllowed(err):
+		// A hop the connection's checks did not foresee (e.g. a URL the vault handed back): refused, not sent.
+		return &failure{reason: vaultcertv1.ReasonConnectionNotAllowed, err: err,
+			message: fmt.Sprintf("reading %s needed a request to a host the connection may not reach, so it was not sent: %v", what, err)}
+	case keyvault.IsResponseTooLarge(err):
+		return &failure{reason: vaultcertv1.ReasonKeyVaultError, err: err,
+			message: fmt.Sprintf("reading %s failed: %v; no real Key Vault or Entra ID answer is that large, so vaultcert stops reading it (check the vault URL and the authority)", what, err)}
 	case keyvault.IsAuthentication(err):
 		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
 			message: fmt.Sprintf("%v; %s", err, authenticationFix(err))}
@@ -83,7 +90,7 @@ func forbiddenMessage(e *keyvault.ForbiddenError, what string) string {
 	switch e.Operation {
 	case "GetSecret":
 		need = "the 'Key Vault Secrets User' role (the private key is read from the certificate's secret)"
-	case "CreateCertificate", "GetCertificateOperation", "GetCertificatePolicy", "UpdateCertificatePolicy", "RecoverDeletedCertificate":
+	case "CreateCertificate", "GetCertificateOperation", "GetCertificatePolicy", "UpdateCertificatePolicy", "RecoverDeletedCertificate", "UpdateCertificate":
 		need = "the 'Key Vault Certificates Officer' role (spec.issuance creates certificates, manages their policy and recovers them)"
 	}
 	switch e.InnerCode {

@@ -4,7 +4,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
@@ -18,13 +17,16 @@ import (
 type syncedState struct {
 	uid        types.UID
 	generation int64
-	// triggers are the annotations that ask for action (refresh, renew).
+	// triggers are the annotations that ask for action (refresh, renew, adopt).
 	triggers string
 	// connection is the connection config's fingerprint (vault, identity, credential material).
 	connection string
 	specHash   string
 	version    string
 	thumbprint string
+	// secretVersion is the Secret's resourceVersion after that reconcile: the same one now means it still
+	// holds exactly what was checked or written.
+	secretVersion string
 	// nextCheck is when Key Vault must be asked again.
 	nextCheck time.Time
 }
@@ -38,26 +40,24 @@ func syncInputs(vc *vaultcertv1.VaultCertificate, conn keyvault.Config, hash str
 	return syncedState{
 		uid:        vc.UID,
 		generation: vc.Generation,
-		triggers:   vc.Annotations[vaultcertv1.AnnotationRefresh] + "\x00" + vc.Annotations[vaultcertv1.AnnotationRenew],
+		triggers: vc.Annotations[vaultcertv1.AnnotationRefresh] + "\x00" + vc.Annotations[vaultcertv1.AnnotationRenew] +
+			"\x00" + vc.Annotations[vaultcertv1.AnnotationAdopt],
 		connection: conn.Fingerprint(),
 		specHash:   hash,
 	}
 }
 
 // fresh reports whether Key Vault need not be asked now, and when it must be.
-func (m *syncMemory) fresh(key types.NamespacedName, now syncedState, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret, at time.Time) (time.Duration, bool) {
+// secretVersion is the resourceVersion of the Secret as cached now.
+func (m *syncMemory) fresh(key types.NamespacedName, now syncedState, secretVersion string, at time.Time) (time.Duration, bool) {
 	v, ok := m.states.Load(key)
 	if !ok {
 		return 0, false
 	}
 	last := v.(syncedState)
 	if last.uid != now.uid || last.generation != now.generation || last.triggers != now.triggers ||
-		last.connection != now.connection || last.specHash != now.specHash || !at.Before(last.nextCheck) || secret == nil {
-		return 0, false
-	}
-	// The Secret must still hold exactly what was written (it may have been edited or deleted since).
-	held := &keyvault.Certificate{Version: last.version, Thumbprint: last.thumbprint}
-	if _, _, needed := needsSync(&syncInput{vc: vc, secret: secret, cert: held, specHash: last.specHash}); needed {
+		last.connection != now.connection || last.specHash != now.specHash || !at.Before(last.nextCheck) ||
+		secretVersion == "" || secretVersion != last.secretVersion {
 		return 0, false
 	}
 	return last.nextCheck.Sub(at), true

@@ -214,11 +214,18 @@ func issuerCanRenew(issuerName string) bool {
 
 // renewalOverdue reports whether the certificate is past its renewal time by more than the grace Key Vault's
 // own AutoRenew is given (a day, or half the time left between renewal and expiry when that is shorter).
+//
+// A certificate whose validity is empty or inverted is never overdue (a new version would be judged the same
+// way, so asking for one could loop). A trigger that fires at issuance (days before expiry beyond the lifetime)
+// says nothing about when a version is due: two thirds of the lifetime are used instead.
 func renewalOverdue(now time.Time, cert *keyvault.Certificate) (time.Time, bool) {
-	if cert == nil || cert.NotBefore.IsZero() || cert.Expires.IsZero() {
+	if cert == nil || cert.NotBefore.IsZero() || cert.Expires.IsZero() || !cert.Expires.After(cert.NotBefore) {
 		return time.Time{}, false
 	}
 	renewal := certificateRenewalTime(cert, cert.NotBefore, cert.Expires)
+	if !renewal.After(cert.NotBefore) {
+		renewal = renewalTime(cert.NotBefore, cert.Expires, 0, 0)
+	}
 	grace := min(maxRenewalGrace, cert.Expires.Sub(renewal)/2)
 	return renewal, now.After(renewal.Add(grace))
 }
@@ -249,8 +256,12 @@ func (r *VaultCertificateReconciler) issuancePoll(op *keyvault.Operation) time.D
 // certificate when missing, follows a pending operation, keeps Key Vault's policy to the spec, and requests
 // new versions for a changed policy, the vaultcert.io/renew annotation and an overdue renewal.
 // cert and getErr are the result of reading the latest version.
+//
+// It writes to Key Vault only when the connection allows issuance (issuanceRefusal) and the certificate is
+// this VaultCertificate's (owner tags, checkOwner); otherwise the certificate is only synced and the Ready
+// message says why.
 func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
-	kv keyvault.Client, cert *keyvault.Certificate, getErr error, what string) issuanceResult {
+	conn *resolvedConnection, kv keyvault.Client, cert *keyvault.Certificate, getErr error, what string) issuanceResult {
 	name := vc.Spec.CertificateName
 	want := issuancePolicy(vc.Spec.Issuance)
 	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
@@ -259,8 +270,13 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 	if getErr != nil && !missing {
 		return r.stopWith(ctx, vc, secret, classify(getErr, what))
 	}
+	refusal := issuanceRefusal(vc, conn)
 
 	if missing {
+		if refusal != "" {
+			return r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonConnectionNotAllowed, message: fmt.Sprintf(
+				"%s does not exist and vaultcert may not create it: %s; or create the certificate in Key Vault and vaultcert syncs it", what, refusal)})
+		}
 		op, err := kv.GetCertificateOperation(ctx, name)
 		switch {
 		case err == nil && op.Pending():
@@ -278,11 +294,20 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		if renew := vc.Annotations[vaultcertv1.AnnotationRenew]; renew != "" {
 			vc.Status.LastRenewRequest = renew // the first version answers any renewal request made so far
 		}
-		return r.requestVersion(ctx, vc, secret, kv, want, true,
-			fmt.Sprintf("created certificate %q in Key Vault (issuer %s)", name, want.IssuerName), what)
+		return r.requestVersion(ctx, vc, secret, kv, want, versionRequest{missing: true,
+			why: fmt.Sprintf("created certificate %q in Key Vault (issuer %s)", name, want.IssuerName)}, what)
 	}
 
-	// The certificate exists. Follow an operation vaultcert started (Issuing=True).
+	// The certificate exists: only its owner, through a connection that allows issuance, changes it.
+	if refusal != "" {
+		return r.readOnly(vc, cert, key, vaultcertv1.ReasonConnectionNotAllowed,
+			"spec.issuance is not applied (the certificate is only synced): "+refusal+"; or remove spec.issuance")
+	}
+	if res, done := r.checkOwner(ctx, vc, secret, kv, cert, key, what); done {
+		return res
+	}
+
+	// Follow an operation vaultcert started (Issuing=True).
 	if c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionIssuing); c != nil && c.Status == metav1.ConditionTrue {
 		op, err := kv.GetCertificateOperation(ctx, name)
 		switch {
@@ -312,9 +337,10 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 			r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonIssuing, "Issue",
 				"Key Vault issued version %s of certificate %q", cert.Version, name)
 		}
-	} else if c != nil && cert.Version != vc.Status.Version && vc.Status.Version != "" {
+	} else if _, stopped := capped(vc); c != nil && !stopped && cert.Version != vc.Status.Version && vc.Status.Version != "" {
 		// A failed issuance was reported, and a new version has appeared since (Key Vault's AutoRenew, a merge,
-		// someone else's create): the failure is history.
+		// someone else's create): the failure is history. Reaching the daily limit is not: it lasts until the
+		// spec or the renew annotation changes.
 		r.issuanceDone(vc, cert, key)
 	}
 
@@ -332,8 +358,8 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		if reissue {
 			// A create with the new policy replaces the policy and issues a version in one call; should it fail,
 			// the policy still differs and the next reconcile tries again.
-			return r.requestVersion(ctx, vc, secret, kv, want, false, fmt.Sprintf(
-				"spec.issuance changed (%s), which changes the certificate itself: Key Vault's policy was replaced and a new version requested", list), what).withCert(cert)
+			return r.requestVersion(ctx, vc, secret, kv, want, versionRequest{latest: cert, why: fmt.Sprintf(
+				"spec.issuance changed (%s), which changes the certificate itself: Key Vault's policy was replaced and a new version requested", list)}, what).withCert(cert)
 		}
 		if _, err := kv.UpdateCertificatePolicy(ctx, name, want); err != nil {
 			return r.stopWith(ctx, vc, secret, classify(err, "the policy of "+what))
@@ -345,8 +371,8 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 	// Manual renewal: one new version per distinct annotation value.
 	if renew := vc.Annotations[vaultcertv1.AnnotationRenew]; renew != "" && renew != vc.Status.LastRenewRequest {
 		vc.Status.LastRenewRequest = renew
-		return r.requestVersion(ctx, vc, secret, kv, want, false, fmt.Sprintf(
-			"renewal requested by annotation %s=%q", vaultcertv1.AnnotationRenew, renew), what).withCert(cert)
+		return r.requestVersion(ctx, vc, secret, kv, want, versionRequest{latest: cert, manual: true, why: fmt.Sprintf(
+			"renewal requested by annotation %s=%q", vaultcertv1.AnnotationRenew, renew)}, what).withCert(cert)
 	}
 
 	// Overdue renewal: Key Vault has produced no new version past the renewal time.
@@ -358,7 +384,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		note := fmt.Sprintf("the certificate was due for renewal at %s and expires at %s, but Key Vault has produced no new version",
 			renewal.UTC().Format(time.RFC3339), cert.Expires.UTC().Format(time.RFC3339))
 		if issuerCanRenew(issuerName) {
-			return r.requestVersion(ctx, vc, secret, kv, want, false, note+": vaultcert requested one", what).withCert(cert)
+			return r.requestVersion(ctx, vc, secret, kv, want, versionRequest{latest: cert, why: note + ": vaultcert requested one"}, what).withCert(cert)
 		}
 		note += "; issuer Unknown cannot renew by itself: set the annotation " + vaultcertv1.AnnotationRenew +
 			" to get a new CSR in status.csr, sign it and merge it"
@@ -378,19 +404,37 @@ func (res issuanceResult) withCert(cert *keyvault.Certificate) issuanceResult {
 	return res
 }
 
-// requestVersion asks Key Vault for a new version (the first when missing). An operation already in flight is
-// reused; a soft-deleted name is recovered when spec.issuance.recoverSoftDeleted allows it.
+// versionRequest says why requestVersion asks Key Vault for a version.
+type versionRequest struct {
+	// missing: the certificate does not exist, this is its first version.
+	missing bool
+	// manual: the vaultcert.io/renew annotation asked for it; a person asking is never held to the daily limit.
+	manual bool
+	// latest is the latest version (nil when missing): its own tags are carried to the new version.
+	latest *keyvault.Certificate
+	// why goes into the event.
+	why string
+}
+
+// requestVersion asks Key Vault for a new version (the first when missing), tagged with this VaultCertificate
+// as the owner. Automatic requests stop at the daily limit. An operation already in flight is reused; a
+// soft-deleted name is recovered when spec.issuance.recoverSoftDeleted allows it.
 func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
-	kv keyvault.Client, want keyvault.Policy, missing bool, why, what string) issuanceResult {
+	kv keyvault.Client, want keyvault.Policy, req versionRequest, what string) issuanceResult {
 	log := logf.FromContext(ctx)
 	name := vc.Spec.CertificateName
-	op, err := kv.CreateCertificate(ctx, name, want)
+	if !req.missing && !req.manual {
+		if res, stop := r.dailyLimit(ctx, vc, secret, kv, req.why, what); stop {
+			return res
+		}
+	}
+	op, err := kv.CreateCertificate(ctx, name, want, r.requestTags(vc, req.latest))
 	var conflict *keyvault.ConflictError
 	switch {
 	case err == nil:
-		log.Info("requested a certificate version from Key Vault", "certificate", name, "issuer", want.IssuerName, "why", why)
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonIssuing, "Issue", "%s", why)
-		return r.issuing(vc, op, missing, what)
+		log.Info("requested a certificate version from Key Vault", "certificate", name, "issuer", want.IssuerName, "why", req.why)
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonIssuing, "Issue", "%s", req.why)
+		return r.issuing(vc, op, req.missing, what)
 	case asConflict(err, &conflict) && conflict.InnerCode == "ObjectIsDeletedButRecoverable" && vc.Spec.Issuance.RecoverSoftDeleted:
 		if rerr := kv.RecoverDeletedCertificate(ctx, name); rerr != nil {
 			return r.stopWith(ctx, vc, secret, classify(rerr, "the soft-deleted "+what))
@@ -405,7 +449,7 @@ func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vau
 		// Another operation is pending (someone else's create, or Key Vault's AutoRenew): follow it.
 		pending, gerr := kv.GetCertificateOperation(ctx, name)
 		if gerr == nil && pending.Pending() {
-			return r.issuing(vc, pending, missing, what)
+			return r.issuing(vc, pending, req.missing, what)
 		}
 		return r.stopWith(ctx, vc, secret, classify(err, what))
 	default:

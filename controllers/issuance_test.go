@@ -228,7 +228,7 @@ func TestIssuancePendingThenCompletedCreatesOnce(t *testing.T) {
 	fresh := &controllers.VaultCertificateReconciler{
 		Client: k8s, APIReader: k8s, Recorder: events.NewFakeRecorder(100),
 		Factory: keyvault.NewFactory(keyvault.FactoryOptions{}), TerminalRetry: 2 * time.Second,
-		IssuancePollInterval: 100 * time.Millisecond,
+		HostPolicy: loopbackHostPolicy(), IssuancePollInterval: 100 * time.Millisecond,
 	}
 	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "web"}}
 	for i := 0; i < 5; i++ {
@@ -520,7 +520,11 @@ func TestOverdueRenewalIsRequested(t *testing.T) {
 	}
 	ns := newNamespace(t, nil)
 	newConnection(t, ns)
-	issuedCertificate(t, ns, name, vaultcertv1.Issuance{Subject: "CN=" + dns, DNSNames: []string{dns}, ValidityMonths: 1})
+	// The certificate was not created by vaultcert: the annotation lets this VaultCertificate take it over.
+	issuedCertificate(t, ns, name, vaultcertv1.Issuance{Subject: "CN=" + dns, DNSNames: []string{dns}, ValidityMonths: 1},
+		func(vc *vaultcertv1.VaultCertificate) {
+			vc.Annotations = map[string]string{"vaultcert.io/adopt": "true"}
+		})
 
 	waitEvent(t, ns, vaultcertv1.ReasonIssuing, "Key Vault has produced no new version")
 	eventually(t, "a fresh version in the Secret", func() (bool, string) {

@@ -35,17 +35,40 @@ func jitter(d time.Duration, frac float64) time.Duration {
 }
 
 // renewalTime is when the certificate is expected to be renewed: two thirds into its lifetime (cert-manager's
-// default), unless Key Vault's lifetime action says otherwise.
+// default), unless Key Vault's lifetime action says otherwise. The result always lies within
+// [notBefore, notAfter] (notAfter when the validity is empty or inverted), and nothing overflows: a lifetime
+// in nanoseconds times a percentage exceeds int64 from about 44 months at 80 %, and Key Vault accepts
+// validities up to 1200 months.
 func renewalTime(notBefore, notAfter time.Time, lifetimePercentage, daysBeforeExpiry int32) time.Time {
-	lifetime := notAfter.Sub(notBefore)
+	if !notAfter.After(notBefore) {
+		return notAfter
+	}
+	lifetime := notAfter.Sub(notBefore) // saturates rather than wraps for absurd dates
+	var at time.Time
 	switch {
 	case daysBeforeExpiry > 0:
-		return notAfter.Add(-time.Duration(daysBeforeExpiry) * 24 * time.Hour)
+		if int64(daysBeforeExpiry) > int64(lifetime/(24*time.Hour)) {
+			return notBefore // more days than the lifetime: due from the start
+		}
+		at = notAfter.Add(-time.Duration(daysBeforeExpiry) * 24 * time.Hour)
 	case lifetimePercentage > 0:
-		return notBefore.Add(lifetime * time.Duration(lifetimePercentage) / 100)
+		at = notBefore.Add(share(lifetime, int64(min(lifetimePercentage, 100)), 100))
 	default:
-		return notBefore.Add(lifetime * 2 / 3)
+		at = notBefore.Add(share(lifetime, 2, 3))
 	}
+	if at.Before(notBefore) {
+		return notBefore
+	}
+	if at.After(notAfter) {
+		return notAfter
+	}
+	return at
+}
+
+// share is d*num/den rounded down, for 0 <= num <= den, without the overflow of d*num.
+func share(d time.Duration, num, den int64) time.Duration {
+	n, q := time.Duration(num), time.Duration(den)
+	return d/q*n + d%q*n/q
 }
 
 // nextCheck is when Key Vault should next be asked: the refresh interval, or the renewal time when that comes

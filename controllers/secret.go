@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
@@ -131,7 +132,7 @@ func specHash(spec *vaultcertv1.VaultCertificateSpec, passwordVersion string) st
 }
 
 // isManagedBy reports whether a Secret was written by vaultcert for this VaultCertificate.
-func isManagedBy(secret *corev1.Secret, vc *vaultcertv1.VaultCertificate) bool {
-	return secret.Labels[vaultcertv1.LabelManagedBy] == vaultcertv1.ManagedByValue &&
-		secret.Labels[vaultcertv1.LabelCertificate] == vc.Name
+func isManagedBy(secret metav1.Object, vc *vaultcertv1.VaultCertificate) bool {
+	l := secret.GetLabels()
+	return l[vaultcertv1.LabelManagedBy] == vaultcertv1.ManagedByValue && l[vaultcertv1.LabelCertificate] == vc.Name
 }

@@ -58,9 +58,14 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 		WithOptions(opts).
 		For(&vaultcertv1.VaultCertificate{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// The manager's cache holds only Secrets labelled managed-by=vaultcert (see main.go), so this watch sees
-		// vaultcert's Secrets, not every Secret in the cluster; a deleted or edited one is repaired.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToCertificate)).
+		// The manager's cache holds only the metadata of Secrets labelled managed-by=vaultcert (CacheOptions), so
+		// this watch sees vaultcert's Secrets, not every Secret in the cluster, and never their data; a deleted or
+		// edited one is repaired.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToCertificate)).
+		// A namespace whose labels change may stop (or start) matching a ClusterVaultConnection's
+		// namespaceSelector: its certificates on ClusterVaultConnections are checked again at once.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.clusterCertificatesIn),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&vaultcertv1.VaultConnection{}, byConnection(func(o client.Object) string {
 			return "VaultConnection/" + o.GetNamespace() + "/" + o.GetName()
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -80,4 +85,19 @@ func secretToCertificate(_ context.Context, o client.Object) []reconcile.Request
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// clusterCertificatesIn lists the VaultCertificates of a namespace that use a ClusterVaultConnection.
+func (r *VaultCertificateReconciler) clusterCertificatesIn(ctx context.Context, o client.Object) []reconcile.Request {
+	var list vaultcertv1.VaultCertificateList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetName())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, vc := range list.Items {
+		if vc.Spec.ConnectionRef.Kind == vaultcertv1.ClusterVaultConnectionKind {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}})
+		}
+	}
+	return reqs
 }

@@ -37,6 +37,7 @@ import (
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -131,6 +132,7 @@ func runSuite(m *testing.M) int {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Cache:   controllers.CacheOptions(nil),
+		Client:  controllers.ClientOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	must(err)
@@ -140,6 +142,7 @@ func runSuite(m *testing.M) int {
 		APIReader:     mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorder("vaultcert"),
 		Factory:       factory,
+		HostPolicy:    loopbackHostPolicy(),
 		TerminalRetry: 2 * time.Second,
 		// Pending Key Vault operations are polled this often (production: Key Vault's Retry-After, 10 s).
 		IssuancePollInterval: 200 * time.Millisecond,
@@ -149,6 +152,7 @@ func runSuite(m *testing.M) int {
 	}))
 	must((&controllers.ConnectionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory, RecheckInterval: time.Minute,
+		HostPolicy: loopbackHostPolicy(),
 	}).SetupWithManager(mgr))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -236,15 +240,28 @@ func uniqueName(prefix string) string {
 // cloudConfig points a connection at the suite's fake vault.
 func cloudConfig() *vaultcertv1.CloudConfig { return cloudConfigFor(vault) }
 
-// cloudConfigFor points a connection at a fake vault: its authority, its CA, and the challenge resource check
-// off (the fake's host is 127.0.0.1, not *.vault.azure.net).
+// cloudConfigFor points a connection at a fake vault: its authority and its CA. Challenge resource verification
+// and instance discovery stay on, as a VaultConnection must keep them: the fake names a challenge resource its
+// host passes, and the controller skips discovery itself for an allowed authority that is not Azure's.
 func cloudConfigFor(srv *fakevault.Server) *vaultcertv1.CloudConfig {
-	return &vaultcertv1.CloudConfig{
-		AuthorityHost:                        srv.AuthorityHost(),
-		DisableInstanceDiscovery:             true,
-		DisableChallengeResourceVerification: true,
-		CABundle:                             string(srv.CAPEM()),
-	}
+	return &vaultcertv1.CloudConfig{AuthorityHost: srv.AuthorityHost(), CABundle: string(srv.CAPEM())}
+}
+
+// clusterCloudConfig is cloudConfigFor for a ClusterVaultConnection, whose admin turns instance discovery off
+// for an authority that is not Entra ID's own (the controller does it itself only for VaultConnections).
+func clusterCloudConfig(srv *fakevault.Server) *vaultcertv1.CloudConfig {
+	c := cloudConfigFor(srv)
+	c.DisableInstanceDiscovery = true
+	return c
+}
+
+// loopbackHostPolicy allows every fake vault a test starts on 127.0.0.1 (each listens on its own port), and
+// nothing else on the machine: tenancy tests point connections at other ports and hosts to see them refused.
+func loopbackHostPolicy() hostpolicy.Policy {
+	p := hostpolicy.Default()
+	p.VaultDomains = append(p.VaultDomains, "127.0.0.1:*")
+	p.AuthorityHosts = append(p.AuthorityHosts, "127.0.0.1:*")
+	return p
 }
 
 // newConnection creates a VaultConnection "vault" with a service principal secret in namespace ns.

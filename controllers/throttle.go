@@ -31,6 +31,13 @@ func (p *pauseReporter) firstSight(vault string, until, now time.Time) bool {
 	if p.reported == nil {
 		p.reported = map[string]time.Time{}
 	}
+	// Pauses that have ended are forgotten, so the map holds only the vaults paused now, however many
+	// vault hosts tenants name over time.
+	for v, end := range p.reported {
+		if now.After(end) && v != vault {
+			delete(p.reported, v)
+		}
+	}
 	last, seen := p.reported[vault]
 	isNew := !seen || !now.Before(last)
 	if until.After(last) {

@@ -22,6 +22,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/pki"
 )
@@ -30,6 +31,8 @@ import (
 type ClientFactory interface {
 	// Client returns the client for a connection key, rebuilt when cfg changed.
 	Client(key string, cfg keyvault.Config) (keyvault.Client, error)
+	// Forget drops the client of a deleted connection, with the per-vault state only it used.
+	Forget(key string)
 }
 
 // VaultCertificateReconciler keeps each VaultCertificate's Secret in step with Key Vault.
@@ -43,11 +46,21 @@ type VaultCertificateReconciler struct {
 	Recorder events.EventRecorder
 	// Factory builds Key Vault clients.
 	Factory ClientFactory
+	// HostPolicy lists the vault and authority hosts a VaultConnection may use; nothing is sent elsewhere.
+	HostPolicy hostpolicy.Policy
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// TerminalRetry is how long to wait before retrying a failure that needs a human fix (not found, access
 	// denied, invalid certificate). It is capped by the refresh interval.
 	TerminalRetry time.Duration
+	// ClusterID names this cluster in the owner tags (vaultcert.io-cluster) of the Key Vault certificates
+	// vaultcert creates, so clusters sharing a vault never manage each other's certificates. It must stay the
+	// same for the cluster's lifetime (main.go defaults it to the kube-system namespace's UID); a value longer
+	// than Key Vault's tag limit is hashed.
+	ClusterID string
+	// IssuanceDailyLimit caps the new versions vaultcert requests per certificate in 24 hours (spec.issuance);
+	// zero means 5. Past it vaultcert stops requesting until the spec or the renew annotation changes.
+	IssuanceDailyLimit int
 	// IssuancePollInterval is how often a pending Key Vault certificate operation is polled (spec.issuance).
 	// Zero means the operation's Retry-After, else 10 s. Tests set it small.
 	IssuancePollInterval time.Duration
@@ -71,7 +84,6 @@ type VaultCertificateReconciler struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile loads the VaultCertificate, runs the sync and writes its status once.
 func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -107,17 +119,23 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	log := logf.FromContext(ctx)
 	now := r.now()
 
-	secret, err := r.currentSecret(ctx, vc)
+	// The cache holds only the metadata of labelled Secrets. One of ours is read from the API server only when
+	// the sync needs its data; any other (or none) is read now, to see it is not ours to overwrite.
+	cached, err := r.cachedSecret(ctx, vc)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if secret != nil && !isManagedBy(secret, vc) {
-		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonSecretConflict, message: fmt.Sprintf(
-			"Secret %s/%s exists and is not managed by this VaultCertificate (label %s=%s, %s=%s); vaultcert never overwrites it: delete it, or choose another spec.secretName",
-			vc.Namespace, vc.Spec.SecretName, vaultcertv1.LabelManagedBy, vaultcertv1.ManagedByValue, vaultcertv1.LabelCertificate, vc.Name)})
+	var secret *corev1.Secret
+	if cached == nil || !isManagedBy(cached, vc) {
+		if secret, err = r.readSecret(ctx, vc.Namespace, vc.Spec.SecretName); err != nil {
+			return ctrl.Result{}, err
+		}
+		if secret != nil && !isManagedBy(secret, vc) {
+			return r.fail(ctx, vc, secret, secretConflict(vc))
+		}
 	}
 
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}}
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
 	conn, err := resolver.forCertificate(ctx, vc)
 	if err != nil {
 		return r.fail(ctx, vc, secret, classify(err, "the connection"))
@@ -134,10 +152,19 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	}
 	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
 	state := syncInputs(vc, conn.config, specHash(&vc.Spec, passwordVersion))
-	if wait, fresh := r.synced.fresh(key, state, vc, secret, now); fresh {
-		// Nothing changed since the last successful sync and no refresh is due (typically the reconcile that
-		// our own Secret write triggered): Key Vault is not asked.
-		return ctrl.Result{RequeueAfter: wait}, nil
+	if cached != nil && secret == nil {
+		if wait, fresh := r.synced.fresh(key, state, cached.ResourceVersion, now); fresh {
+			// Nothing changed since the last successful sync, the Secret is the one written then, and no refresh
+			// is due (typically the reconcile our own Secret write triggered): neither Key Vault nor the API
+			// server is asked.
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+		if secret, err = r.readSecret(ctx, vc.Namespace, vc.Spec.SecretName); err != nil {
+			return ctrl.Result{}, err
+		}
+		if secret != nil && !isManagedBy(secret, vc) {
+			return r.fail(ctx, vc, secret, secretConflict(vc))
+		}
 	}
 	r.synced.forget(key)
 
@@ -149,7 +176,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	var issued issuanceResult
 	if vc.Spec.Issuance != nil && vc.Spec.Version == "" {
 		// Issuance (issuance.go): create when missing, follow a pending operation, keep the policy, renew.
-		if issued = r.reconcileIssuance(ctx, vc, secret, kv, cert, err, what); issued.stop {
+		if issued = r.reconcileIssuance(ctx, vc, secret, conn, kv, cert, err, what); issued.stop {
 			return issued.result, issued.err
 		}
 		cert, err = issued.cert, nil
@@ -167,21 +194,38 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 			cert.Version, what, held)})
 	}
 
+	if f := notWorseThanHeld(vc, secret, cert, now); f != nil {
+		return r.fail(ctx, vc, secret, f)
+	}
 	in := &syncInput{vc: vc, secret: secret, cert: cert, specHash: state.specHash}
+	secretVersion := ""
+	if secret != nil {
+		secretVersion = secret.ResourceVersion
+	}
 	if why, detail, needed := needsSync(in); needed {
 		log.V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
-		if err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != ""); err != nil {
+		written, err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != "")
+		if err != nil {
 			return r.fail(ctx, vc, secret, classify(err, fmt.Sprintf("version %s of %s", cert.Version, what)))
 		}
+		secretVersion = written
 		vc.Status.LastSyncTime = &metav1.Time{Time: now}
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonSynced, "Sync",
 			"Secret %s now holds version %s (%s: %s)", vc.Spec.SecretName, cert.Version, why, detail)
+		if !validAt(cert.NotBefore, cert.Expires, now) {
+			// Only reached when nothing better was held (notWorseThanHeld): better than no Secret, but say so.
+			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonInvalidCertificate, "Sync",
+				"Secret %s holds version %s, which is not valid now (%s); no valid version was held before", vc.Spec.SecretName, cert.Version, validity(cert.NotBefore, cert.Expires))
+		}
 		syncTotal.WithLabelValues("written").Inc()
 		if why == "VersionChanged" {
 			r.restartTargets(ctx, vc, cert.Version)
 		}
 	} else {
 		syncTotal.WithLabelValues("unchanged").Inc()
+	}
+	if err := r.releasePreviousSecret(ctx, vc); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	r.setCertificateStatus(vc, cert, now)
@@ -198,54 +242,79 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 		// A new version is being issued: poll its operation rather than wait for the refresh interval.
 		next = min(next, issued.poll)
 	}
-	state.version, state.thumbprint, state.nextCheck = cert.Version, vc.Status.Thumbprint, now.Add(next)
+	state.version, state.thumbprint, state.nextCheck, state.secretVersion = cert.Version, vc.Status.Thumbprint, now.Add(next), secretVersion
 	r.synced.remember(key, state)
 	return ctrl.Result{RequeueAfter: next}, nil
 }
 
-// writeSecret fetches the key material of exactly cert.Version, validates it and applies the Secret.
-// Any failure leaves the existing Secret untouched.
+// writeSecret fetches the key material of exactly cert.Version, validates it and writes the Secret, returning
+// its new resourceVersion. Any failure leaves the existing Secret untouched. A Secret absent when read is only
+// created, never applied over one that appeared meanwhile; an existing one is applied only if unchanged since
+// it was read.
 func (r *VaultCertificateReconciler) writeSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate, existing *corev1.Secret,
-	kv keyvault.Client, cert *keyvault.Certificate, hash, password string, hasPassword bool) error {
+	kv keyvault.Client, cert *keyvault.Certificate, hash, password string, hasPassword bool) (string, error) {
 	kvSecret, err := kv.GetSecret(ctx, vc.Spec.CertificateName, cert.Version)
 	if err != nil {
-		return err
+		return "", err
 	}
 	bundle, err := pki.Decode(kvSecret.ContentType, kvSecret.Value)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if cert.Thumbprint != "" && pki.Thumbprint(bundle.Leaf) != cert.Thumbprint {
-		return fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
+		return "", fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
 			pki.Thumbprint(bundle.Leaf), cert.Thumbprint, pki.ErrKeyMismatch)
 	}
 	if err := bundle.Verify(r.now()); err != nil {
-		return err
+		return "", err
+	}
+	// The metadata may lie about the dates: judge the leaf itself.
+	decoded := &keyvault.Certificate{Version: cert.Version, NotBefore: bundle.Leaf.NotBefore, Expires: bundle.Leaf.NotAfter}
+	if f := notWorseThanHeld(vc, existing, decoded, r.now()); f != nil {
+		return "", f
 	}
 	out := &secretOutput{bundle: bundle, version: cert.Version, vaultURL: kv.VaultURL(), specHash: hash,
 		pkcs12Pass: password, hasPKCS12PW: hasPassword}
 	data, err := secretData(&vc.Spec, out)
 	if err != nil {
-		return err
+		return "", err
 	}
+	ac := secretApplyConfig(vc, out, data)
 	if existing != nil && existing.Type != corev1.SecretTypeTLS {
 		// A Secret's type is immutable: a managed Secret of another type is replaced.
-		if err := r.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}); err != nil && !apierrors.IsNotFound(err) {
-			return err
+		if err := r.Delete(ctx, existing, client.Preconditions{UID: &existing.UID, ResourceVersion: &existing.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
+			return "", err
 		}
+		existing = nil
 	}
-	return r.Apply(ctx, secretApplyConfig(vc, out, data), client.FieldOwner(vaultcertv1.FieldManager), client.ForceOwnership)
+	if existing == nil {
+		return r.createSecret(ctx, ac)
+	}
+	ac.WithResourceVersion(existing.ResourceVersion)
+	if err := r.Apply(ctx, ac, client.FieldOwner(vaultcertv1.FieldManager), client.ForceOwnership); err != nil {
+		return "", err
+	}
+	return ptrValue(ac.ResourceVersion), nil
 }
 
-// currentSecret returns the Secret named by spec.secretName, or nil. The cache holds only managed Secrets, so a
-// miss is confirmed against the API server: an unmanaged Secret of that name must be seen to be left alone.
-func (r *VaultCertificateReconciler) currentSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Spec.SecretName}
-	var secret corev1.Secret
-	err := r.Get(ctx, key, &secret)
+// cachedSecret returns the cached metadata of the Secret named by spec.secretName, or nil when the cache has
+// none (it holds only Secrets labelled managed-by=vaultcert).
+func (r *VaultCertificateReconciler) cachedSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate) (*metav1.PartialObjectMetadata, error) {
+	m := secretMetadata()
+	err := r.Get(ctx, types.NamespacedName{Namespace: vc.Namespace, Name: vc.Spec.SecretName}, m)
 	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, &secret)
+		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// readSecret reads a Secret, data included, from the API server; nil when it does not exist.
+func (r *VaultCertificateReconciler) readSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	var secret corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -253,6 +322,13 @@ func (r *VaultCertificateReconciler) currentSecret(ctx context.Context, vc *vaul
 		return nil, err
 	}
 	return &secret, nil
+}
+
+// secretConflict is the failure for a Secret of spec.secretName that vaultcert does not manage.
+func secretConflict(vc *vaultcertv1.VaultCertificate) *failure {
+	return &failure{reason: vaultcertv1.ReasonSecretConflict, message: fmt.Sprintf(
+		"Secret %s/%s exists and is not managed by this VaultCertificate (label %s=%s, %s=%s); vaultcert never overwrites it: delete it, or choose another spec.secretName",
+		vc.Namespace, vc.Spec.SecretName, vaultcertv1.LabelManagedBy, vaultcertv1.ManagedByValue, vaultcertv1.LabelCertificate, vc.Name)}
 }
 
 // pkcs12Password reads the password of a PKCS12 output, and that Secret's resourceVersion (so a changed password
@@ -317,6 +393,11 @@ func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.V
 	th, throttled := throttleOf(f, r.now())
 	if throttled && th.vault != "" {
 		f.message = th.message()
+	}
+	if secret == nil && f.transient {
+		// The Secret's data was not read yet (cache hit on metadata): whether it still holds a valid
+		// certificate decides what Ready says.
+		secret, _ = r.readSecret(ctx, vc.Namespace, vc.Spec.SecretName)
 	}
 	status, reason, message := metav1.ConditionFalse, f.reason, f.message
 	if f.transient && ready != nil && ready.Status == metav1.ConditionTrue && secretHoldsValidCertificate(secret, vc) {

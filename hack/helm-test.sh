@@ -298,7 +298,10 @@ expect "$SA" no -A core namespaces delete
 expect "$SA" no -A vaultcert.io clustervaultconnections create
 expect "$SA" no -A vaultcert.io vaultcertificates delete
 expect "$SA" no "$NS" core pods create
-ok "and not more (no namespace deletion, no writes to connections or VaultCertificates, no pods)"
+expect "$SA" no default coordination.k8s.io leases create
+expect "$SA" no kube-system coordination.k8s.io leases update
+expect "$SA" yes "$NS" coordination.k8s.io leases update
+ok "and not more (no namespace deletion, no writes to connections or VaultCertificates, no pods, Leases only in $NS)"
 
 # ---------------------------------------------------------------------------------------------------------------
 step "monitoring.coreos.com CRD stubs (hack/testdata)"

@@ -15,7 +15,11 @@ const (
 	ReasonSynced = "Synced"
 	// ReasonConnectionNotReady: the referenced connection is missing or invalid, or its credentials are missing.
 	ReasonConnectionNotReady = "ConnectionNotReady"
-	// ReasonConnectionNotAllowed: a ClusterVaultConnection's namespaceSelector does not admit the namespace.
+	// ReasonConnectionNotAllowed: a ClusterVaultConnection's namespaceSelector does not admit the namespace, a
+	// VaultConnection names a vault or authority host the controller does not allow (or an option only a
+	// ClusterVaultConnection may set), or issuance through a ClusterVaultConnection that does not opt in.
+	//
+	// Nothing is sent to Key Vault or Entra ID for a connection that is not allowed.
 	ReasonConnectionNotAllowed = "ConnectionNotAllowed"
 	// ReasonAuthenticationFailed: no token could be obtained, or Key Vault refused it (401).
 	ReasonAuthenticationFailed = "AuthenticationFailed"
@@ -67,6 +71,10 @@ const (
 	AnnotationSpecHash = "vaultcert.io/spec-hash"
 	// AnnotationRenew requests one new version per distinct value (used with issuance).
 	AnnotationRenew = "vaultcert.io/renew"
+	// AnnotationAdopt, set to "true", lets a VaultCertificate with spec.issuance take over a Key Vault certificate
+	// that has no owner (created outside vaultcert, or whose owning VaultCertificate is gone); one that has an
+	// owner is never taken.
+	AnnotationAdopt = "vaultcert.io/adopt"
 )
 
 // FieldManager is the server-side apply field owner of everything vaultcert writes.
@@ -88,4 +96,14 @@ const (
 	EventRestarted = "Restarted"
 	// EventRestartFailed: a rolloutRestartTargets workload could not be restarted.
 	EventRestartFailed = "RestartFailed"
+	// EventNotOwner: spec.issuance is not applied because another VaultCertificate (or nobody) owns the Key Vault
+	// certificate; the Secret is still synced.
+	EventNotOwner = "NotOwner"
+	// EventAdopted: the VaultCertificate took over an unowned Key Vault certificate (annotation vaultcert.io/adopt).
+	EventAdopted = "Adopted"
+	// EventSecretDeleted: the Secret of a previous spec.secretName was deleted (deletionPolicy Delete).
+	EventSecretDeleted = "SecretDeleted"
+	// EventSecretReleased: the Secret of a previous spec.secretName was kept without vaultcert's labels,
+	// annotations and owner reference (deletionPolicy Retain).
+	EventSecretReleased = "SecretReleased"
 )

@@ -240,12 +240,15 @@ type VaultCertificateSpec struct {
 	// secretTemplate holds labels and annotations copied onto the Secret.
 	// +optional
 	SecretTemplate *SecretTemplate `json:"secretTemplate,omitempty"`
-	// refreshInterval is how often Key Vault is asked for a new version. Minimum 1m.
+	// refreshInterval is how often Key Vault is asked for a new version. Minimum 1m, maximum 24h (so a
+	// revoked access or a new version is noticed within a day).
 	// +optional
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="refreshInterval must be at least 1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="refreshInterval must be at most 24h"
 	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
 	// chain selects what tls.crt holds: LeafAndIntermediates (default), Full or LeafOnly.
 	// +optional
@@ -282,6 +285,11 @@ type VaultCertificateStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// secretName is the Secret vaultcert last wrote. When spec.secretName changes, the Secret named here is
+	// deleted (deletionPolicy Delete) or released (Retain: vaultcert's labels, annotations and owner reference
+	// removed) once the new one is written.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
 	// version is the Key Vault version now in the Secret.
 	// +optional
 	Version string `json:"version,omitempty"`

@@ -90,14 +90,19 @@ type ConnectionAuth struct {
 // CloudConfig selects the Entra ID authority and trust for sovereign clouds, private endpoints and emulators.
 type CloudConfig struct {
 	// authorityHost is the Entra ID authority, e.g. https://login.microsoftonline.us/. Empty means Azure public.
+	// A VaultConnection may name only the authority hosts the controller allows (flag --allowed-authority-hosts;
+	// by default the Entra ID authorities of Azure's public and sovereign clouds).
 	// +optional
 	// +kubebuilder:validation:Pattern=`^https://`
 	AuthorityHost string `json:"authorityHost,omitempty"`
 	// disableInstanceDiscovery skips Entra ID instance discovery (needed for private authorities).
+	// ClusterVaultConnection only: a VaultConnection setting it is refused. (The controller skips discovery
+	// itself for an authority the cluster admin allowed that is not one of Azure's clouds.)
 	// +optional
 	DisableInstanceDiscovery bool `json:"disableInstanceDiscovery,omitempty"`
 	// disableChallengeResourceVerification accepts a Key Vault challenge whose resource does not match the
-	// vault's host (private endpoints with custom names, emulators).
+	// vault's host (private endpoints with custom names, emulators). ClusterVaultConnection only: a
+	// VaultConnection setting it is refused.
 	// +optional
 	DisableChallengeResourceVerification bool `json:"disableChallengeResourceVerification,omitempty"`
 	// caBundle is PEM root certificates trusted, in addition to the system roots, for the vault and the authority.
@@ -120,8 +125,10 @@ type RateLimit struct {
 
 // ConnectionSpec is shared by VaultConnection and ClusterVaultConnection.
 type ConnectionSpec struct {
-	// vaultURL is the vault's URL, e.g. https://myvault.vault.azure.net/. Any https URL is accepted
-	// (sovereign clouds, private endpoints, emulators).
+	// vaultURL is the vault's URL, e.g. https://myvault.vault.azure.net/. A ClusterVaultConnection accepts any
+	// https URL (sovereign clouds, private endpoints, emulators); a VaultConnection only a host under the vault
+	// domains the controller allows (flag --allowed-vault-domains; by default the Key Vault and Managed HSM
+	// domains of Azure's public and sovereign clouds).
 	// +required
 	// +kubebuilder:validation:Pattern=`^https://[^/?#]+(/.*)?$`
 	// +kubebuilder:validation:MaxLength=2048
@@ -132,9 +139,24 @@ type ConnectionSpec struct {
 	// cloud holds sovereign-cloud, private-endpoint and emulator settings.
 	// +optional
 	Cloud *CloudConfig `json:"cloud,omitempty"`
-	// rateLimit is a client-side budget for this vault.
+	// rateLimit is a client-side budget. On a VaultConnection it limits that connection's own requests only
+	// (on top of the vault's shared budget, which it cannot change); on a ClusterVaultConnection it also sets
+	// the budget every connection to that vault host shares.
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+}
+
+// ClusterIssuance says whether VaultCertificates using a ClusterVaultConnection may create certificates and
+// request new versions in its vault (spec.issuance), and which names they may use.
+type ClusterIssuance struct {
+	// enabled lets VaultCertificates that use this connection create certificates, change their policies and
+	// request new versions. Off by default: a shared vault is read-only for the namespaces it admits.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// requireNamespacePrefix restricts issuance from namespace N to certificate names starting with "N-", so
+	// namespaces sharing the vault cannot issue each other's certificates.
+	// +optional
+	RequireNamespacePrefix bool `json:"requireNamespacePrefix,omitempty"`
 }
 
 // ClusterVaultConnectionSpec adds the namespace selector to the shared connection spec.
@@ -144,6 +166,10 @@ type ClusterVaultConnectionSpec struct {
 	// labels. Absent or empty admits every namespace.
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// issuance opts this connection in to spec.issuance of the VaultCertificates that use it. Absent means
+	// they may read certificates but not create or renew them.
+	// +optional
+	Issuance *ClusterIssuance `json:"issuance,omitempty"`
 }
 
 // ConnectionStatus reports whether the vault answered the connection's credentials.
@@ -173,7 +199,9 @@ type VaultConnection struct {
 	// spec is the vault and identity. A VaultConnection must name an identity (it never uses the
 	// controller's own) and reads Secrets and ServiceAccounts in its own namespace only.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="has(self.auth) && (has(self.auth.workloadIdentity) || has(self.auth.managedIdentity) || has(self.auth.servicePrincipal))",message="a VaultConnection must set auth: workloadIdentity, managedIdentity or servicePrincipal (only a ClusterVaultConnection may use the controller's own identity)"
+	// +kubebuilder:validation:XValidation:rule="has(self.auth) && (has(self.auth.workloadIdentity) || has(self.auth.managedIdentity) || has(self.auth.servicePrincipal))",message="a VaultConnection must set auth: workloadIdentity or servicePrincipal (only a ClusterVaultConnection may use the controller's own identity)"
+	// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.managedIdentity)",message="a VaultConnection cannot use managedIdentity: it is the controller pod's own identity; use workloadIdentity or servicePrincipal, or ask the cluster admin for a ClusterVaultConnection"
+	// +kubebuilder:validation:XValidation:rule="!has(self.cloud) || ((!has(self.cloud.disableInstanceDiscovery) || !self.cloud.disableInstanceDiscovery) && (!has(self.cloud.disableChallengeResourceVerification) || !self.cloud.disableChallengeResourceVerification))",message="a VaultConnection cannot set cloud.disableInstanceDiscovery or cloud.disableChallengeResourceVerification: only a ClusterVaultConnection may (they would let a vault or authority of the namespace's choosing receive credentials)"
 	// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.servicePrincipal) || ((!has(self.auth.servicePrincipal.clientSecretRef) || !has(self.auth.servicePrincipal.clientSecretRef.namespace)) && (!has(self.auth.servicePrincipal.clientCertificateRef) || !has(self.auth.servicePrincipal.clientCertificateRef.namespace)))",message="namespace is not allowed in a VaultConnection's secret references: it reads Secrets in its own namespace"
 	// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.workloadIdentity) || (has(self.auth.workloadIdentity.serviceAccountRef) && !has(self.auth.workloadIdentity.serviceAccountRef.namespace))",message="a VaultConnection's workloadIdentity needs serviceAccountRef without namespace: it uses a ServiceAccount in its own namespace"
 	Spec ConnectionSpec `json:"spec"`

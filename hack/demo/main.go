@@ -28,6 +28,7 @@ import (
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/hack/internal/localcluster"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/tlscheck"
 )
 
@@ -119,7 +120,10 @@ func run(binary, samples string, keepRunning bool, timeout time.Duration) error 
 	fmt.Printf("    vault %s (authority %s)\n", vault.URL(), vault.AuthorityHost())
 
 	step("starting the vaultcert binary (%s)", binary)
-	controller := exec.CommandContext(ctx, binary, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	// The fake vault is no Azure host: an admin allows it explicitly (VaultConnections may then use it too).
+	controller := exec.CommandContext(ctx, binary, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--allowed-vault-domains="+strings.Join(append(hostpolicy.DefaultVaultDomains, vault.URL()), ","),
+		"--allowed-authority-hosts="+strings.Join(append(hostpolicy.DefaultAuthorityHosts, vault.AuthorityHost()), ","))
 	controller.Env = append(os.Environ(),
 		"KUBECONFIG="+kubeconfigPath,
 		"AZURE_TENANT_ID="+vault.TenantID(), "AZURE_CLIENT_ID="+demoClientID, "AZURE_CLIENT_SECRET="+demoClientSecret,
@@ -239,11 +243,13 @@ func applySamples(dir, work string, vault *fakevault.Server, kubectl func(...str
 		if obj["kind"] == "ClusterVaultConnection" {
 			spec := obj["spec"].(map[string]any)
 			spec["vaultURL"] = vault.URL()
+			// Challenge resource verification stays on: the fake names a challenge resource its host passes.
+			// Instance discovery is off, as for any authority that is not Entra ID's own (MSAL would ask
+			// login.microsoftonline.com about it).
 			spec["cloud"] = map[string]any{
-				"authorityHost":                        vault.AuthorityHost(),
-				"disableInstanceDiscovery":             true,
-				"disableChallengeResourceVerification": true,
-				"caBundle":                             string(vault.CAPEM()),
+				"authorityHost":            vault.AuthorityHost(),
+				"disableInstanceDiscovery": true,
+				"caBundle":                 string(vault.CAPEM()),
 			}
 			if raw, err = yaml.Marshal(obj); err != nil {
 				return err
