@@ -5,8 +5,10 @@
 // It prints the time until all N are Ready, the shortest time the vault's budget allows for the calls that took,
 // their ratio, Key Vault calls per certificate cold and per refresh in steady state (every VaultCertificate
 // annotated with vaultcert.io/refresh, nothing changed in the vault) and per refresh after a rotation, the 429s
-// received, and the controller's peak RSS (VmHWM). It is a benchmark, not a test: it asserts nothing beyond
-// "everything became Ready". `make bench` runs it; BENCH_ARGS passes flags.
+// received, and the controller's peak RSS (VmHWM). Then, unless -memory=false, the memory phase (memory.go): the
+// controller's RSS with 1,000 labelled 1 MiB junk Secrets and with 10,000 unrelated Secrets, against its RSS
+// without them. It is a benchmark, not a test: it asserts nothing beyond "everything became Ready" (the memory
+// phase prints PASS or FAIL against its 10 % target). `make bench` runs it; BENCH_ARGS passes flags.
 package main
 
 import (
@@ -35,6 +37,7 @@ import (
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/hack/internal/localcluster"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
+	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 )
 
 const (
@@ -56,6 +59,10 @@ type options struct {
 	keyType     string
 	logPath     string
 	extraArgs   string
+	memory      bool
+	junkSecrets int
+	junkSize    byteSize
+	unrelated   int
 }
 
 func main() {
@@ -71,6 +78,11 @@ func main() {
 	flag.StringVar(&o.keyType, "key-type", "EC", "Key type of the seeded certificates (EC or RSA; RSA makes seeding slow).")
 	flag.StringVar(&o.logPath, "log", "", "Write vaultcert's log here (default: a temporary file, deleted).")
 	flag.StringVar(&o.extraArgs, "controller-args", "", "More vaultcert flags, space-separated, e.g. \"--kube-api-qps=500 --kube-api-burst=1000\".")
+	flag.BoolVar(&o.memory, "memory", true, "Run the memory phase after the others (-memory=false skips it).")
+	flag.IntVar(&o.junkSecrets, "junk-secrets", 1000, "Memory phase: Secrets labelled managed-by=vaultcert, of -junk-secret-size random bytes each.")
+	o.junkSize = 1 << 20
+	flag.Var(&o.junkSize, "junk-secret-size", "Memory phase: data in each junk Secret, e.g. 1MiB (the API server's maximum), 512KiB.")
+	flag.IntVar(&o.unrelated, "unrelated-secrets", 10000, "Memory phase: Secrets without the label, of 1 KiB each.")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
@@ -124,7 +136,12 @@ func run(o options) error {
 	}); err != nil {
 		return err
 	}
-	if err := setUp(ctx, k8s, vault); err != nil {
+	// A binary from before the host allow-lists (--allowed-vault-domains) reaches the fake only through a
+	// ClusterVaultConnection that skips instance discovery and challenge verification (see setUp).
+	help, _ := exec.Command(o.binary, "--help").CombinedOutput()
+	legacy := !strings.Contains(string(help), strings.TrimPrefix(hostpolicy.FlagVaultDomains, "--"))
+	connection, err := setUp(ctx, k8s, vault, legacy)
+	if err != nil {
 		return err
 	}
 	vault.SetLimitWindow(o.window)
@@ -136,6 +153,10 @@ func run(o options) error {
 		return err
 	}
 	args := []string{"--leader-elect=false", "--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--zap-log-level=info"}
+	if !legacy {
+		args = append(args, hostpolicy.FlagVaultDomains+"="+strings.Join(append(hostpolicy.DefaultVaultDomains, vault.URL()), ","),
+			hostpolicy.FlagAuthorityHosts+"="+strings.Join(append(hostpolicy.DefaultAuthorityHosts, vault.AuthorityHost()), ","))
+	}
 	if o.concurrency > 0 {
 		args = append(args, "--concurrent-reconciles="+strconv.Itoa(o.concurrency))
 	}
@@ -185,7 +206,7 @@ func run(o options) error {
 		return k8s.Create(ctx, &vaultcertv1.VaultCertificate{
 			ObjectMeta: metav1.ObjectMeta{Name: names[i], Namespace: benchNamespace},
 			Spec: vaultcertv1.VaultCertificateSpec{
-				ConnectionRef:   vaultcertv1.ConnectionReference{Name: "vault"},
+				ConnectionRef:   connection,
 				CertificateName: names[i],
 				SecretName:      names[i] + "-tls",
 			},
@@ -225,9 +246,18 @@ func run(o options) error {
 		return err
 	}
 
+	// The figures of the phases above, before the memory phase adds to them.
 	hwm, rss := procStatus(controller.Process.Pid, "VmHWM"), procStatus(controller.Process.Pid, "VmRSS")
+	sums, metricsErr := scrape(metricsAddr)
+	var memory []memoryState
+	if o.memory {
+		if memory, err = memoryPhase(ctx, k8s, controller.Process.Pid, metricsAddr, o, alive); err != nil {
+			return err
+		}
+	}
 	report(o, created, cold, refreshed, rotated, hwm, rss)
-	where(metricsAddr)
+	where(sums, metricsErr)
+	reportMemory(memory)
 	return nil
 }
 
@@ -241,18 +271,17 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// where prints where the controller's time went over the whole run, from its own metrics endpoint: mean
-// reconcile time, mean wait in the work queue and mean Key Vault request latency.
-func where(addr string) {
+// scrape reads the controller's metrics endpoint and sums each metric over its series. Work-queue and reconcile
+// metrics count the VaultCertificate controller's only.
+func scrape(addr string) (map[string]float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		fmt.Printf("\n(metrics unavailable: %v)\n", err)
-		return
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return
+		return nil, err
 	}
 	sums := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
@@ -267,13 +296,23 @@ func where(addr string) {
 		if strings.Contains(name, "workqueue") && !strings.Contains(labels, `name="vaultcertificate"`) {
 			continue
 		}
-		if strings.HasPrefix(name, "controller_runtime_reconcile_time_seconds") && !strings.Contains(labels, `controller="vaultcertificate"`) {
+		if strings.HasPrefix(name, "controller_runtime_reconcile") && !strings.Contains(labels, `controller="vaultcertificate"`) {
 			continue
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 		if err == nil {
 			sums[name] += v
 		}
+	}
+	return sums, nil
+}
+
+// where prints where the controller's time went over the run (its metrics before the memory phase): mean
+// reconcile time, mean wait in the work queue and mean Key Vault request latency.
+func where(sums map[string]float64, err error) {
+	if err != nil {
+		fmt.Printf("\n(metrics unavailable: %v)\n", err)
+		return
 	}
 	mean := func(base string) string {
 		c := sums[base+"_count"]
@@ -282,35 +321,43 @@ func where(addr string) {
 		}
 		return fmt.Sprintf("%.1f ms over %.0f", 1000*sums[base+"_sum"]/c, c)
 	}
-	fmt.Printf("\nwhere the time went (controller metrics, whole run):\n")
+	fmt.Printf("\nwhere the time went (controller metrics, the phases above):\n")
 	fmt.Printf("  VaultCertificate reconcile:        %s reconciles\n", mean("controller_runtime_reconcile_time_seconds"))
 	fmt.Printf("  wait in the work queue:            %s items\n", mean("workqueue_queue_duration_seconds"))
 	fmt.Printf("  Key Vault request:                 %s requests\n", mean("vaultcert_keyvault_request_duration_seconds"))
 }
 
-// setUp creates the namespace and a VaultConnection with a service principal to the fake vault.
-func setUp(ctx context.Context, k8s client.Client, vault *fakevault.Server) error {
+// setUp creates the namespace and a connection with a service principal to the fake vault, and returns the
+// reference the VaultCertificates use. The connection is a VaultConnection, as a namespace team would write; for a
+// legacy binary (one without the host allow-lists) it is a ClusterVaultConnection skipping instance discovery and
+// challenge verification, which that binary needs to reach the fake and which only a ClusterVaultConnection may set.
+func setUp(ctx context.Context, k8s client.Client, vault *fakevault.Server, legacy bool) (vaultcertv1.ConnectionReference, error) {
+	ref := vaultcertv1.ConnectionReference{Name: "vault"}
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}); err != nil {
-		return err
+		return ref, err
 	}
 	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kv-credentials", Namespace: benchNamespace},
 		StringData: map[string]string{"clientSecret": benchClientSecret}}); err != nil {
-		return err
+		return ref, err
 	}
-	return k8s.Create(ctx, &vaultcertv1.VaultConnection{
-		ObjectMeta: metav1.ObjectMeta{Name: "vault", Namespace: benchNamespace},
-		Spec: vaultcertv1.ConnectionSpec{
-			VaultURL: vault.URL(),
-			Auth: &vaultcertv1.ConnectionAuth{ServicePrincipal: &vaultcertv1.ServicePrincipalAuth{
-				TenantID: vault.TenantID(), ClientID: benchClientID,
-				ClientSecretRef: &vaultcertv1.SecretKeyReference{Name: "kv-credentials", Key: "clientSecret"},
-			}},
-			Cloud: &vaultcertv1.CloudConfig{
-				AuthorityHost: vault.AuthorityHost(), DisableInstanceDiscovery: true,
-				DisableChallengeResourceVerification: true, CABundle: string(vault.CAPEM()),
-			},
-		},
-	})
+	spec := vaultcertv1.ConnectionSpec{
+		VaultURL: vault.URL(),
+		Auth: &vaultcertv1.ConnectionAuth{ServicePrincipal: &vaultcertv1.ServicePrincipalAuth{
+			TenantID: vault.TenantID(), ClientID: benchClientID,
+			ClientSecretRef: &vaultcertv1.SecretKeyReference{Name: "kv-credentials", Key: "clientSecret"},
+		}},
+		// The controller is started with the fake allowed (--allowed-vault-domains and
+		// --allowed-authority-hosts), as an admin would allow a private vault.
+		Cloud: &vaultcertv1.CloudConfig{AuthorityHost: vault.AuthorityHost(), CABundle: string(vault.CAPEM())},
+	}
+	if !legacy {
+		return ref, k8s.Create(ctx, &vaultcertv1.VaultConnection{ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: benchNamespace}, Spec: spec})
+	}
+	ref.Kind = vaultcertv1.ClusterVaultConnectionKind
+	spec.Auth.ServicePrincipal.ClientSecretRef.Namespace = benchNamespace
+	spec.Cloud.DisableInstanceDiscovery, spec.Cloud.DisableChallengeResourceVerification = true, true
+	return ref, k8s.Create(ctx, &vaultcertv1.ClusterVaultConnection{ObjectMeta: metav1.ObjectMeta{Name: ref.Name},
+		Spec: vaultcertv1.ClusterVaultConnectionSpec{ConnectionSpec: spec}})
 }
 
 // refreshAll resets the vault's counts, annotates every VaultCertificate with vaultcert.io/refresh and waits
@@ -432,22 +479,27 @@ func breakdown(counts map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// procStatus reads one field of /proc/<pid>/status, e.g. "VmHWM" -> "61234 kB".
+// procStatus reads one size field of /proc/<pid>/status, e.g. "VmHWM" -> "59.8 MiB".
 func procStatus(pid int, field string) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procKB(pid, field)
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
+	return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+}
+
+// procKB reads one size field of /proc/<pid>/status in KiB, e.g. "VmRSS".
+func procKB(pid int, field string) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				return strings.TrimSpace(v)
-			}
-			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 		}
 	}
-	return "unknown"
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // parallel runs f(0..n-1) on 16 goroutines and returns the first error.

@@ -121,7 +121,10 @@ func TestAllowedHostsRefuseVault(t *testing.T) {
 		"GetSecret":               func() error { _, err := c.GetSecret(ctx, "web", "0123456789abcdef0123456789abcdef"); return err },
 		"ListCertificateVersions": func() error { _, err := c.ListCertificateVersions(ctx, "web"); return err },
 		"CheckAccess":             func() error { return c.CheckAccess(ctx) },
-		"CreateCertificate":       func() error { _, err := c.CreateCertificate(ctx, "web", Policy{IssuerName: IssuerSelf}, nil); return err },
+		"CreateCertificate": func() error {
+			_, err := c.CreateCertificate(ctx, "web", Policy{IssuerName: IssuerSelf}, nil)
+			return err
+		},
 	} {
 		if err := call(); !IsHostNotAllowed(err) {
 			t.Errorf("%s: %T %v", name, err, err)
