@@ -37,7 +37,6 @@ const (
 	tagGeneration = tagPrefix + "generation"
 )
 
-
 const (
 	// defaultIssuanceDailyLimit is how many new versions vaultcert requests per certificate in 24 hours, unless
 	// the reconciler's IssuanceDailyLimit says otherwise. Key Vault renewing by itself does not count.
