@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -29,6 +30,9 @@ func TestAPIRejectsInvalidSpecs(t *testing.T) {
 		{"refresh below 1m", func(vc *vaultcertv1.VaultCertificate) {
 			vc.Spec.RefreshInterval = &metav1.Duration{Duration: 30_000_000_000}
 		}, "refreshInterval must be at least 1m"},
+		{"refresh above 24h", func(vc *vaultcertv1.VaultCertificate) {
+			vc.Spec.RefreshInterval = &metav1.Duration{Duration: 25 * time.Hour}
+		}, "refreshInterval must be at most 24h"},
 		{"certificate name with a dot", func(vc *vaultcertv1.VaultCertificate) { vc.Spec.CertificateName = "web.example" }, "certificateName"},
 		{"unknown chain mode", func(vc *vaultcertv1.VaultCertificate) { vc.Spec.Chain = "RootOnly" }, "chain"},
 		{"PKCS12 without password", func(vc *vaultcertv1.VaultCertificate) {
