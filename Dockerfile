@@ -2,6 +2,8 @@
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces go-pkcs12 with the bounded copy in internal/third_party.
+COPY internal/third_party/ internal/third_party/
 RUN go mod download
 COPY main.go ./
 COPY api/ api/

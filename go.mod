@@ -95,3 +95,6 @@ require (
 )
 
 tool sigs.k8s.io/controller-tools/cmd/controller-gen
+
+// A copy of go-pkcs12 v0.7.4 whose key derivations refuse absurd iteration counts (see its README.vaultcert.md).
+replace software.sslmate.com/src/go-pkcs12 v0.7.4 => ./internal/third_party/go-pkcs12

@@ -2,6 +2,7 @@ package keyvault
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -131,16 +132,20 @@ func newCredential(auth AuthConfig, cloudCfg CloudConfig, co azcore.ClientOption
 		if len(auth.ClientCertificate) == 0 {
 			return nil, fmt.Errorf("%w: the client certificate is empty", ErrInvalidConfig)
 		}
+		var (
+			certs []*x509.Certificate
+			key   crypto.PrivateKey
+			perr  error
+		)
 		if block, _ := pem.Decode(auth.ClientCertificate); block == nil {
-			// azidentity reads bytes without a PEM block as PKCS#12, whose KDF iteration counts are the
-			// file's to choose: bound them before any key derivation runs.
-			if err := pki.CheckPKCS12Cost(auth.ClientCertificate); err != nil {
-				return nil, fmt.Errorf("%w: client certificate: %v", ErrInvalidConfig, err)
-			}
+			// Bytes without a PEM block are PKCS#12, whose KDF iteration counts are the file's to choose: pki
+			// decodes them with every derivation bounded (azidentity's own PKCS#12 reader is not).
+			certs, key, perr = pki.DecodeClientPFX(auth.ClientCertificate)
+		} else {
+			certs, key, perr = azidentity.ParseCertificates(auth.ClientCertificate, nil)
 		}
-		certs, key, perr := azidentity.ParseCertificates(auth.ClientCertificate, nil)
 		if perr != nil {
-			// ParseCertificates' messages describe the format problem, never the bytes.
+			// The parsers' messages describe the format problem, never the bytes.
 			return nil, fmt.Errorf("%w: client certificate: %v", ErrInvalidConfig, perr)
 		}
 		cred, err = azidentity.NewClientCertificateCredential(auth.TenantID, auth.ClientID, certs, key,

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -88,6 +89,21 @@ func decodePFX(value string) (*Bundle, error) {
 		return nil, err
 	}
 	return assemble(signer, append([]*x509.Certificate{first}, rest...))
+}
+
+// DecodeClientPFX reads a password-less PKCS#12 client certificate (a connection's clientCertificateRef): the
+// certificates, leaf first as the file lists them, and the private key. It runs the same bounded decoder as Key
+// Vault values (CheckPKCS12Cost, then go-pkcs12 whose key derivations refuse absurd iteration counts), so a
+// tenant's file cannot stall the controller. The chain is not judged: Entra ID does that.
+func DecodeClientPFX(der []byte) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	if err := CheckPKCS12Cost(der); err != nil {
+		return nil, nil, fmt.Errorf("the client certificate was refused before decoding: %w", err)
+	}
+	key, first, rest, err := pkcs12.DecodeChain(der, "")
+	if err != nil {
+		return nil, nil, classifyPFXError(err)
+	}
+	return append([]*x509.Certificate{first}, rest...), key, nil
 }
 
 // pfxNoKey is go-pkcs12's message for a PFX with certificates but no key bag;

@@ -562,3 +562,28 @@ func TestPKCS12BuildersReachKDF(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoderBoundsEveryDerivation: go-pkcs12 itself (the copy in internal/third_party, with its iteration bound)
+// refuses each absurd count before deriving anything, even where CheckPKCS12Cost is not consulted. That is what
+// covers a key bag hidden inside encrypted content, which no pre-check can see: its derivation takes the same
+// path as the visible key bags below.
+func TestDecoderBoundsEveryDerivation(t *testing.T) {
+	t.Parallel()
+	const huge = 1 << 40 // hours of key derivation without the bound
+	for name, der := range map[string][]byte{
+		"MAC":                  keyVaultShape(t, huge, 2000, 2000),
+		"PBMAC1":               buildPFX(t, pbmac1Mac(t, pbkdf2Alg(t, huge, 32), 1), dataInfo(t, certBag(t))),
+		"encrypted content":    buildPFX(t, nil, encryptedInfo(t, pbeAlg(t, oidTest3DES, huge))),
+		"PBES2 encrypted data": buildPFX(t, nil, encryptedInfo(t, pbes2Alg(t, pbkdf2Alg(t, huge, 0)))),
+		"key bag":              buildPFX(t, nil, dataInfo(t, keyBag(t, pbeAlg(t, oidTest3DES, huge)), certBag(t))),
+		"PBES2 key bag":        buildPFX(t, nil, dataInfo(t, keyBag(t, pbes2Alg(t, pbkdf2Alg(t, huge, 0))))),
+	} {
+		_, _, _, err := pkcs12.DecodeChain(der, "")
+		if err == nil || !strings.Contains(err.Error(), "iteration count 1099511627776 is outside") {
+			t.Errorf("%s: go-pkcs12 says %v; want the iteration bound", name, err)
+		}
+		if _, _, err := DecodeClientPFX(der); err == nil {
+			t.Errorf("%s: DecodeClientPFX accepted it", name)
+		}
+	}
+}
