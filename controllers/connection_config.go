@@ -173,7 +173,35 @@ func (r *connectionResolver) forCluster(ctx context.Context, conn *vaultcertv1.C
 	if err != nil {
 		return nil, err
 	}
+	cfg.AllowedHosts = clusterAllowedHosts(cfg)
 	return &resolvedConnection{key: "ClusterVaultConnection/" + conn.Name, config: *cfg, cluster: conn}, nil
+}
+
+// clusterAllowedHosts confines a ClusterVaultConnection's own identity (service principal, a ServiceAccount's
+// workload identity) to its vault and its authority, so a URL the vault hands back can never carry its token
+// elsewhere. The controller's own identities (no auth, managed identity, the pod's workload identity) reach
+// endpoints of the pod's environment (IMDS, AZURE_AUTHORITY_HOST) and stay unrestricted.
+func clusterAllowedHosts(cfg *keyvault.Config) []string {
+	switch cfg.Auth.Method {
+	case keyvault.AuthClientSecret, keyvault.AuthClientCertificate, keyvault.AuthWorkloadIdentity:
+	default:
+		return nil
+	}
+	authority := cfg.Cloud.AuthorityHost
+	if authority == "" {
+		authority = hostpolicy.PublicAuthority
+	}
+	vaultHost, verr := keyvault.VaultHost(cfg.VaultURL)
+	authorityHost, aerr := keyvault.VaultHost(authority)
+	if verr != nil || aerr != nil {
+		return nil // Validate reports the bad URL
+	}
+	hosts := []string{vaultHost, authorityHost}
+	if !cfg.Cloud.DisableInstanceDiscovery && !hostpolicy.IsAzureAuthority(authorityHost) {
+		// MSAL validates an authority it does not know with Entra ID's public discovery endpoint.
+		hosts = append(hosts, "login.microsoftonline.com")
+	}
+	return hosts
 }
 
 // config maps a connection spec to keyvault.Config. ownNamespace is the namespace references resolve in for a

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
@@ -160,8 +163,45 @@ func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(namespacedConnectionReconciler{r}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).Named("clustervaultconnection").
+	if err := ctrl.NewControllerManagedBy(mgr).Named("clustervaultconnection").
 		For(&vaultcertv1.ClusterVaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(w.source(queueClusterVaultConnection)).
-		Complete(clusterConnectionReconciler{r})
+		Complete(clusterConnectionReconciler{r}); err != nil {
+		return err
+	}
+	return mgr.Add(manager.RunnableFunc(r.sweepClients))
+}
+
+// clientSweepInterval is how often clients of connections that no longer exist are dropped.
+const clientSweepInterval = 10 * time.Minute
+
+// sweepClients drops, every clientSweepInterval, the Key Vault clients (credentials, tokens, per-vault state) of
+// connections that no longer exist: a deletion is normally seen by the reconcilers, but a client built by a
+// reconcile racing the deletion would otherwise stay for the life of the process.
+func (r *ConnectionReconciler) sweepClients(ctx context.Context) error {
+	t := time.NewTicker(clientSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			r.Factory.Retain(func(key string) bool { return r.connectionExists(ctx, key) })
+		}
+	}
+}
+
+// connectionExists reports whether the connection a factory key names is still in the cache; on doubt it keeps.
+func (r *ConnectionReconciler) connectionExists(ctx context.Context, key string) bool {
+	var err error
+	switch kind, rest, _ := strings.Cut(key, "/"); kind {
+	case "VaultConnection":
+		ns, name, _ := strings.Cut(rest, "/")
+		err = r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &vaultcertv1.VaultConnection{})
+	case "ClusterVaultConnection":
+		err = r.Get(ctx, types.NamespacedName{Name: rest}, &vaultcertv1.ClusterVaultConnection{})
+	default:
+		return true
+	}
+	return !apierrors.IsNotFound(err)
 }

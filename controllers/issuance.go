@@ -271,6 +271,9 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		return r.stopWith(ctx, vc, secret, classify(getErr, what))
 	}
 	refusal := issuanceRefusal(vc, conn)
+	if refusal == "" {
+		refusal = r.longerNamespacePrefix(ctx, vc, conn)
+	}
 
 	if missing {
 		if refusal != "" {
@@ -291,6 +294,12 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 			return r.stopWith(ctx, vc, secret, classify(err, "the pending operation of "+what))
 		}
 		// No operation, a completed one (the certificate is gone since), or a failed one due for a retry.
+		if cert != nil {
+			// A first version exists (pending or failed): only its owner asks again, within the daily limit.
+			if res, done := r.retryFirstVersion(ctx, vc, secret, kv, cert, what); done {
+				return res
+			}
+		}
 		if renew := vc.Annotations[vaultcertv1.AnnotationRenew]; renew != "" {
 			vc.Status.LastRenewRequest = renew // the first version answers any renewal request made so far
 		}

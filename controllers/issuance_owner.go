@@ -209,6 +209,50 @@ func issuanceRefusal(vc *vaultcertv1.VaultCertificate, conn *resolvedConnection)
 	return ""
 }
 
+// longerNamespacePrefix closes the gap in requireNamespacePrefix between namespaces whose names extend each
+// other: "team-a-web" starts with "team-" but belongs to namespace "team-a". A name that starts with the prefix
+// of a longer existing namespace is that namespace's, not vc's.
+func (r *VaultCertificateReconciler) longerNamespacePrefix(ctx context.Context, vc *vaultcertv1.VaultCertificate, conn *resolvedConnection) string {
+	if conn == nil || conn.cluster == nil || conn.cluster.Spec.Issuance == nil || !conn.cluster.Spec.Issuance.RequireNamespacePrefix {
+		return ""
+	}
+	var namespaces corev1.NamespaceList
+	if err := r.List(ctx, &namespaces); err != nil {
+		return fmt.Sprintf("the namespaces could not be listed to check the certificate name's prefix (%v)", err)
+	}
+	name := strings.ToLower(vc.Spec.CertificateName)
+	for _, ns := range namespaces.Items {
+		if len(ns.Name) > len(vc.Namespace) && strings.HasPrefix(name, ns.Name+"-") {
+			return fmt.Sprintf("ClusterVaultConnection %q lets each namespace issue only names starting with its own name and \"-\", and %q starts with that of namespace %q: rename spec.certificateName",
+				conn.cluster.Name, vc.Spec.CertificateName, ns.Name)
+		}
+	}
+	return ""
+}
+
+// retryFirstVersion guards asking again for the first version of a certificate whose first request is pending or
+// failed: another live VaultCertificate's request is left to it (done, with the reason), and the daily limit
+// applies as to any automatic request, so a first issuance that keeps failing is not retried forever.
+func (r *VaultCertificateReconciler) retryFirstVersion(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
+	kv keyvault.Client, cert *keyvault.Certificate, what string) (issuanceResult, bool) {
+	own, err := r.ownershipOf(ctx, vc, kv, cert)
+	if err != nil {
+		return r.stopWith(ctx, vc, secret, classify(err, "the versions of "+what)), true
+	}
+	if own.owner != nil {
+		return r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonIssuing, message: fmt.Sprintf(
+			"%s has no usable version yet, and its first version was requested by %s: this VaultCertificate waits for it and asks for nothing",
+			what, own.owner.describe(r.issuanceSettings().clusterID))}), true
+	}
+	if res, done := r.dailyLimit(ctx, vc, secret, kv, "its first version failed", what); done {
+		if res.stop {
+			return res, true
+		}
+		return r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonIssuanceFailed, message: res.note}), true
+	}
+	return issuanceResult{}, false
+}
+
 // readOnly is the result for a VaultCertificate that may sync the certificate but not change it: no Issuing
 // condition, the reason in the Ready message, and one Warning event when the reason first appears.
 func (r *VaultCertificateReconciler) readOnly(vc *vaultcertv1.VaultCertificate, cert *keyvault.Certificate, key types.NamespacedName,

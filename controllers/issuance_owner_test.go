@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -285,6 +286,18 @@ func TestIssuanceThroughClusterConnectionNeedsOptIn(t *testing.T) {
 	if creates(wrong) != 0 || creates(right) != 1 {
 		t.Errorf("creates: %d for %s (want 0), %d for %s (want 1)", creates(wrong), wrong, creates(right), right)
 	}
+	// A name under a longer namespace's prefix ("<ns>-a-..." belongs to namespace "<ns>-a") is refused too.
+	longer := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns + "-a"}}
+	if err := k8s.Create(context.Background(), longer); err != nil {
+		t.Fatal(err)
+	}
+	theirs := ns + "-a-" + uniqueName("theirs")
+	issuedCertificate(t, ns, theirs, vaultcertv1.Issuance{DNSNames: []string{"theirs.example.com"}, KeyType: "EC"}, viaCluster(prefixed), named("theirs"))
+	vc = waitReady(t, ns, "theirs", metav1.ConditionFalse, vaultcertv1.ReasonConnectionNotAllowed)
+	wantMessage(t, readyMessage(vc), `namespace "`+ns+`-a"`)
+	if n := creates(theirs); n != 0 {
+		t.Errorf("namespace %s created %d versions of a name under namespace %s-a", ns, n, ns)
+	}
 
 	// Opted in without a prefix: another namespace naming the same certificate only syncs it.
 	shared := issuanceClusterConnection(t, &vaultcertv1.ClusterIssuance{Enabled: true})
@@ -304,6 +317,29 @@ func TestIssuanceThroughClusterConnectionNeedsOptIn(t *testing.T) {
 // TestIssuanceAdoptsOnlyUnownedCertificatesWhenAsked: a certificate created outside vaultcert is synced but
 // not changed until the VaultCertificate is annotated vaultcert.io/adopt=true; a certificate another
 // cluster's vaultcert owns is never taken, even when asked.
+// TestIssuanceFailedFirstVersionStaysItsOwners: when a VaultCertificate's first version fails, another
+// VaultCertificate naming the same certificate does not request it with its own policy and owner tags: it
+// waits, and only the owner retries.
+func TestIssuanceFailedFirstVersionStaysItsOwners(t *testing.T) {
+	ns := newNamespace(t, nil)
+	shared := issuanceClusterConnection(t, &vaultcertv1.ClusterIssuance{Enabled: true})
+	name := uniqueName("first-fail")
+	vault.FailNextOperation(name, "CertificateIssuanceFailed", "The issuer refused the request")
+	issuedCertificate(t, ns, name, vaultcertv1.Issuance{DNSNames: []string{"owner.example.com"}, KeyType: "EC"}, viaCluster(shared), named("owner"))
+	waitCondition(t, ns, "owner", vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed)
+
+	other := newNamespace(t, nil)
+	issuedCertificate(t, other, name, vaultcertv1.Issuance{DNSNames: []string{"intruder.example.com"}, KeyType: "EC"}, viaCluster(shared))
+	waitReady(t, ns, "owner", metav1.ConditionTrue, vaultcertv1.ReasonSynced) // the owner's retry succeeds
+	waitReady(t, other, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+	if n := creates(name); n != 2 {
+		t.Errorf("%d creates, want 2 (the owner's failed one and its retry)", n)
+	}
+	if got := kvTags(t, name)["vaultcert.io-namespace"]; got != ns {
+		t.Errorf("the certificate is tagged for namespace %q, want the owner's %q", got, ns)
+	}
+}
+
 func TestIssuanceAdoptsOnlyUnownedCertificatesWhenAsked(t *testing.T) {
 	ns := newNamespace(t, nil)
 	newConnection(t, ns)

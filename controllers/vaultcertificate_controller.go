@@ -33,6 +33,8 @@ type ClientFactory interface {
 	Client(key string, cfg keyvault.Config) (keyvault.Client, error)
 	// Forget drops the client of a deleted connection, with the per-vault state only it used.
 	Forget(key string)
+	// Retain forgets every client whose key keep rejects, and returns how many.
+	Retain(keep func(key string) bool) int
 }
 
 // VaultCertificateReconciler keeps each VaultCertificate's Secret in step with Key Vault.
@@ -91,6 +93,7 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err := r.Get(ctx, req.NamespacedName, &vc); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.synced.forget(req.NamespacedName)
+			r.issuanceBackoff.reset(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err

@@ -141,13 +141,28 @@ func matches(host, entry string, subdomains bool) bool {
 	return name == eName || subdomains && strings.HasSuffix(name, "."+eName)
 }
 
-// httpsHost returns the lower-case host:port of an https URL (port 443 when absent).
+// httpsHost returns the lower-case host:port of an https URL (port 443 when absent). The host must be a DNS
+// name or an IPv4 address: IPv6 literals are refused, since a zone ("[::1%25x.vault.azure.net]") would let an
+// address pass for a name under an allowed domain.
 func httpsHost(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil {
-		return "", fmt.Errorf("%q is not an https URL with a host", raw)
+	if err != nil || !strings.EqualFold(u.Scheme, "https") || u.Host == "" || u.User != nil || !plainHostname(u.Hostname()) {
+		return "", fmt.Errorf("%q is not an https URL with a DNS name or IPv4 address as host", raw)
 	}
 	return withPort(u.Host), nil
+}
+
+// plainHostname reports whether h holds only letters, digits, dots and hyphens.
+func plainHostname(h string) bool {
+	if h == "" {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // normalize turns an entry ("host", "host:port" or an https URL) into lower-case host:port.

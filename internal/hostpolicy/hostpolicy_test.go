@@ -28,6 +28,8 @@ func TestCheckVault(t *testing.T) {
 		{"http://shop.vault.azure.net/", false},
 		{"https://user@shop.vault.azure.net/", false},
 		{"https://10.0.0.1/", false},
+		{"https://[::ffff:127.0.0.1%25x.vault.azure.net]/", false}, // a zone must not pass for a subdomain
+		{"https://[::1]:443/", false},
 		{"https://127.0.0.2:1234/", true}, // 127.0.0.2:*
 		{"https://x.127.0.0.2:1234/", true},
 	} {

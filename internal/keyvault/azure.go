@@ -27,6 +27,9 @@ const (
 	sdkTryTimeout    = 30 * time.Second
 	// maxPages bounds ListCertificateVersions against a service that never stops returning nextLink.
 	maxPages = 1000
+	// maxVersions bounds what ListCertificateVersions keeps in memory (a certificate renewed daily for 25 years
+	// has about 9,000).
+	maxVersions = 10000
 )
 
 // newRetryOptions is the SDK retry policy for Key Vault clients.
@@ -236,11 +239,18 @@ func (c *azureClient) ListCertificateVersions(ctx context.Context, name string) 
 				Enabled:    true,
 				Tags:       tags(item.Tags),
 			}
+			if ValidateTags(v.Tags) != nil {
+				// Key Vault never stores these: a hostile list is not kept (nor trusted as an owner record).
+				v.Tags = nil
+			}
 			if a := item.Attributes; a != nil {
 				v.Enabled = enabled(a.Enabled)
 				v.Created = derefTime(a.Created)
 				v.NotBefore = derefTime(a.NotBefore)
 				v.Expires = derefTime(a.Expires)
+			}
+			if len(out) == maxVersions {
+				return nil, fmt.Errorf("Key Vault %s %s: more than %d versions", op, name, maxVersions)
 			}
 			out = append(out, v)
 		}

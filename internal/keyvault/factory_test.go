@@ -235,7 +235,7 @@ func TestHostLabelsAreBounded(t *testing.T) {
 		maxHostLabels = saved
 		hostLabels.mu.Unlock()
 	})
-	a, b, c := "a.label.test:443", "b.label.test:443", "c.label.test:443"
+	a, b, c := "a.label.test:8443", "b.label.test:8443", "c.label.test:8443"
 	hostLabels.acquire(a)
 	hostLabels.acquire(a)
 	hostLabels.acquire(b)
@@ -243,7 +243,7 @@ func TestHostLabelsAreBounded(t *testing.T) {
 	if hostLabels.label(a) != a || hostLabels.label(b) != b || hostLabels.label(c) != otherHostLabel {
 		t.Fatalf("labels %q %q %q", hostLabels.label(a), hostLabels.label(b), hostLabels.label(c))
 	}
-	if hostLabels.label("never.acquired:443") != otherHostLabel {
+	if hostLabels.label("never.acquired:8443") != otherHostLabel {
 		t.Error("a host without clients got its own label")
 	}
 	requestsTotal.WithLabelValues(a, "GetCertificate", "200").Inc()

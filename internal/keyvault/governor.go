@@ -114,7 +114,9 @@ func NewGovernor(opts GovernorOptions) *Governor {
 }
 
 // normalizeHost makes "Vault.Example:443" and "vault.example:443" one budget.
-func normalizeHost(host string) string { return strings.ToLower(host) }
+// The default https port is dropped, so "v.vault.azure.net:443" and "v.vault.azure.net" share one budget and one
+// pause (and one metric label).
+func normalizeHost(host string) string { return strings.TrimSuffix(strings.ToLower(host), ":443") }
 
 // state returns the host's state, creating it with the host's base budget. Callers hold g.mu.
 func (g *Governor) state(host string) *hostState {

@@ -167,7 +167,8 @@ func newGuardTransport(next policy.Transporter, allowed []string) *guardTranspor
 func (t *guardTransport) Do(req *http.Request) (*http.Response, error) {
 	host := requestHostPort(req.URL)
 	sink := guardSinkFrom(req.Context())
-	if t.allowed != nil && !slices.Contains(t.allowed, host) {
+	// A zone ("%eth0") is dropped by the dialer but kept by a host comparison: never let one through a list.
+	if t.allowed != nil && (!slices.Contains(t.allowed, host) || strings.Contains(req.URL.Host, "%")) {
 		err := &HostNotAllowedError{Host: host, Allowed: t.allowed}
 		sink.record(err)
 		return nil, err

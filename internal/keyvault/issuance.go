@@ -362,8 +362,12 @@ func retryAfterHeader(h http.Header) time.Duration {
 	if err != nil || n <= 0 {
 		return 0
 	}
-	return time.Duration(n) * time.Second
+	// A hostile or broken value must not overflow into a negative (never) or absurd poll.
+	return time.Duration(min(n, maxOperationRetryAfter)) * time.Second
 }
+
+// maxOperationRetryAfter bounds an operation's Retry-After, in seconds: Key Vault sends 10.
+const maxOperationRetryAfter = 300
 
 // truncateMessage bounds a service message copied into conditions and events.
 func truncateMessage(s string) string {
