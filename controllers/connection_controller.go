@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
@@ -127,10 +128,10 @@ func (r *ConnectionReconciler) check(ctx context.Context, resolved *resolvedConn
 		f := classify(err, resolved.config.VaultURL)
 		set(metav1.ConditionFalse, f.reason, f.message)
 		if f.retryAfter > 0 {
-			return ctrl.Result{RequeueAfter: jitter(f.retryAfter, 0.2)}
+			return ctrl.Result{RequeueAfter: decide.Jitter(f.retryAfter, 0.2)}
 		}
 	}
-	return ctrl.Result{RequeueAfter: jitter(r.RecheckInterval, refreshJitter)}
+	return ctrl.Result{RequeueAfter: decide.Jitter(r.RecheckInterval, decide.RefreshJitter)}
 }
 
 func asForbidden(err error, target **keyvault.ForbiddenError) bool { return errors.As(err, target) }

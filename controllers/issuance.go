@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -24,11 +24,6 @@ const (
 	// defaultIssuancePoll is how often a pending certificate operation is polled when Key Vault gives no
 	// Retry-After (it normally sends 10 s).
 	defaultIssuancePoll = 10 * time.Second
-	// maxIssuanceBackoff caps the wait between retries of a failed issuance.
-	maxIssuanceBackoff = 30 * time.Minute
-	// maxRenewalGrace is how long after the renewal time vaultcert waits for Key Vault's own AutoRenew
-	// before it calls the renewal overdue.
-	maxRenewalGrace = 24 * time.Hour
 )
 
 // issuanceResult is what the issuance step hands back to the sync flow.
@@ -73,7 +68,7 @@ func (b *issuanceBackoff) observe(key types.NamespacedName, requestID string, no
 	if e.requestID != requestID || e.retryAt.IsZero() {
 		e.requestID = requestID
 		e.failures++
-		e.retryAt = now.Add(backoffDelay(base, e.failures))
+		e.retryAt = now.Add(decide.BackoffDelay(base, e.failures))
 		return e.retryAt, true
 	}
 	return e.retryAt, false
@@ -84,159 +79,6 @@ func (b *issuanceBackoff) reset(key types.NamespacedName) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.m, key)
-}
-
-// backoffDelay is base * 2^(failures-1), capped.
-func backoffDelay(base time.Duration, failures int) time.Duration {
-	d := base
-	for i := 1; i < failures && d < maxIssuanceBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxIssuanceBackoff)
-}
-
-// issuancePolicy maps spec.issuance to the Key Vault policy, with the CRD's defaults applied (an object
-// created before a default existed may lack it). Exportable is always true: vaultcert must read the key.
-func issuancePolicy(is *vaultcertv1.Issuance) keyvault.Policy {
-	p := keyvault.Policy{
-		IssuerName:        is.IssuerName,
-		Subject:           is.Subject,
-		DNSNames:          is.DNSNames,
-		IPAddresses:       is.IPAddresses,
-		Emails:            is.Emails,
-		KeyType:           string(is.KeyType),
-		KeySize:           is.KeySize,
-		Curve:             is.Curve,
-		ReuseKey:          is.ReuseKey,
-		Exportable:        true,
-		ValidityMonths:    is.ValidityMonths,
-		ContentType:       keyvault.ContentTypePKCS12,
-		ExtendedKeyUsages: is.ExtendedKeyUsages,
-		KeyUsages:         is.KeyUsages,
-	}
-	if p.IssuerName == "" {
-		p.IssuerName = keyvault.IssuerSelf
-	}
-	if p.KeyType == "" {
-		p.KeyType = "RSA"
-	}
-	if p.ValidityMonths == 0 {
-		p.ValidityMonths = 12
-	}
-	if is.ContentType == "PEM" {
-		p.ContentType = keyvault.ContentTypePEM
-	}
-	if r := is.Renewal; r != nil {
-		t := keyvault.LifetimeTrigger{}
-		if r.DaysBeforeExpiry != nil {
-			t.DaysBeforeExpiry = *r.DaysBeforeExpiry
-		} else if r.LifetimePercentage != nil {
-			t.LifetimePercentage = *r.LifetimePercentage
-		}
-		if !t.IsZero() {
-			p.AutoRenew = &t
-		}
-	}
-	return p
-}
-
-// policyDiff compares the wanted policy with Key Vault's. It returns the spec fields that differ, and whether
-// any of them shapes the certificate itself (issuer, subject, SANs, key type, size or curve, exportability), so
-// that a new version is needed. Fields the spec leaves to Key Vault's defaults are not compared.
-func policyDiff(want keyvault.Policy, have *keyvault.Policy) (changed []string, reissue bool) {
-	if have == nil {
-		return nil, false
-	}
-	shape := func(field string, differs bool) {
-		if differs {
-			changed, reissue = append(changed, field), true
-		}
-	}
-	soft := func(field string, differs bool) {
-		if differs {
-			changed = append(changed, field)
-		}
-	}
-	shape("issuerName", !strings.EqualFold(want.IssuerName, have.IssuerName))
-	shape("subject", normalizeDN(want.Subject) != normalizeDN(have.Subject))
-	shape("dnsNames", !sameSet(want.DNSNames, have.DNSNames, true))
-	shape("ipAddresses", !sameSet(want.IPAddresses, have.IPAddresses, false))
-	shape("emails", !sameSet(want.Emails, have.Emails, true))
-	shape("keyType", !strings.EqualFold(want.KeyType, have.KeyType))
-	shape("keySize", want.KeySize != 0 && want.KeySize != have.KeySize)
-	shape("curve", want.Curve != "" && !strings.EqualFold(want.Curve, have.Curve))
-	shape("exportable", !have.Exportable)
-	soft("reuseKey", want.ReuseKey != have.ReuseKey)
-	soft("validityMonths", want.ValidityMonths != 0 && want.ValidityMonths != have.ValidityMonths)
-	soft("contentType", want.ContentType != "" && !strings.EqualFold(want.ContentType, have.ContentType))
-	soft("extendedKeyUsages", len(want.ExtendedKeyUsages) > 0 && !sameSet(want.ExtendedKeyUsages, have.ExtendedKeyUsages, false))
-	soft("keyUsages", len(want.KeyUsages) > 0 && !sameSet(want.KeyUsages, have.KeyUsages, true))
-	soft("renewal", want.AutoRenew != nil && (have.AutoRenew == nil || *want.AutoRenew != *have.AutoRenew))
-	return changed, reissue
-}
-
-// normalizeDN makes "CN=a, O=b" and "cn=a,O=b" compare equal: attribute names upper-cased, spaces around
-// separators dropped, order kept.
-func normalizeDN(dn string) string {
-	parts := strings.Split(dn, ",")
-	for i, p := range parts {
-		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-		if ok {
-			parts[i] = strings.ToUpper(strings.TrimSpace(k)) + "=" + strings.TrimSpace(v)
-		} else {
-			parts[i] = strings.TrimSpace(p)
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-// sameSet compares two lists as sets, optionally case-insensitively.
-func sameSet(a, b []string, fold bool) bool {
-	norm := func(in []string) []string {
-		out := make([]string, 0, len(in))
-		for _, s := range in {
-			if fold {
-				s = strings.ToLower(s)
-			}
-			out = append(out, s)
-		}
-		slices.Sort(out)
-		return slices.Compact(out)
-	}
-	return slices.Equal(norm(a), norm(b))
-}
-
-// issuerCanRenew reports whether vaultcert can ask Key Vault for a new version without a human: Self and
-// named issuers can, Unknown needs a CSR signed and merged.
-func issuerCanRenew(issuerName string) bool {
-	return !strings.EqualFold(issuerName, keyvault.IssuerUnknown)
-}
-
-// renewalOverdue reports whether the certificate is past its renewal time by more than the grace Key Vault's
-// own AutoRenew is given (a day, or half the time left between renewal and expiry when that is shorter).
-//
-// A certificate whose validity is empty or inverted is never overdue (a new version would be judged the same
-// way, so asking for one could loop). A trigger that fires at issuance (days before expiry beyond the lifetime)
-// says nothing about when a version is due: two thirds of the lifetime are used instead.
-func renewalOverdue(now time.Time, cert *keyvault.Certificate) (time.Time, bool) {
-	if cert == nil || cert.NotBefore.IsZero() || cert.Expires.IsZero() || !cert.Expires.After(cert.NotBefore) {
-		return time.Time{}, false
-	}
-	renewal := certificateRenewalTime(cert, cert.NotBefore, cert.Expires)
-	if !renewal.After(cert.NotBefore) {
-		renewal = renewalTime(cert.NotBefore, cert.Expires, 0, 0)
-	}
-	grace := min(maxRenewalGrace, cert.Expires.Sub(renewal)/2)
-	return renewal, now.After(renewal.Add(grace))
-}
-
-// certificateRenewalTime is renewalTime fed with the policy's AutoRenew trigger, when there is one.
-func certificateRenewalTime(cert *keyvault.Certificate, notBefore, notAfter time.Time) time.Time {
-	var pct, days int32
-	if cert != nil && cert.Policy != nil && cert.Policy.AutoRenew != nil {
-		pct, days = cert.Policy.AutoRenew.LifetimePercentage, cert.Policy.AutoRenew.DaysBeforeExpiry
-	}
-	return renewalTime(notBefore, notAfter, pct, days)
 }
 
 // issuancePoll is how long to wait before polling op again: IssuancePollInterval when set, else the
@@ -263,7 +105,7 @@ func (r *VaultCertificateReconciler) issuancePoll(op *keyvault.Operation) time.D
 func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
 	conn *resolvedConnection, kv keyvault.Client, cert *keyvault.Certificate, getErr error, what string) issuanceResult {
 	name := vc.Spec.CertificateName
-	want := issuancePolicy(vc.Spec.Issuance)
+	want := decide.IssuancePolicy(vc.Spec.Issuance)
 	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
 
 	missing := keyvault.IsNotFound(getErr) || (getErr == nil && cert.Pending())
@@ -362,7 +204,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		}
 		have = p
 	}
-	if changed, reissue := policyDiff(want, have); len(changed) > 0 {
+	if changed, reissue := decide.PolicyDiff(want, have); len(changed) > 0 {
 		list := strings.Join(changed, ", ")
 		if reissue {
 			// A create with the new policy replaces the policy and issues a version in one call; should it fail,
@@ -385,14 +227,14 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 	}
 
 	// Overdue renewal: Key Vault has produced no new version past the renewal time.
-	if renewal, overdue := renewalOverdue(r.now(), cert); overdue {
+	if renewal, overdue := decide.RenewalOverdue(r.now(), cert); overdue {
 		issuerName := want.IssuerName
 		if cert.Policy != nil && cert.Policy.IssuerName != "" {
 			issuerName = cert.Policy.IssuerName
 		}
 		note := fmt.Sprintf("the certificate was due for renewal at %s and expires at %s, but Key Vault has produced no new version",
 			renewal.UTC().Format(time.RFC3339), cert.Expires.UTC().Format(time.RFC3339))
-		if issuerCanRenew(issuerName) {
+		if decide.IssuerCanRenew(issuerName) {
 			return r.requestVersion(ctx, vc, secret, kv, want, versionRequest{latest: cert, why: note + ": vaultcert requested one"}, what).withCert(cert)
 		}
 		note += "; issuer Unknown cannot renew by itself: set the annotation " + vaultcertv1.AnnotationRenew +

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -152,4 +153,27 @@ func TestRemovedOutputFormatIsReleased(t *testing.T) {
 		_, key := s.Data[vaultcertv1.SecretKeyKeyDER]
 		return !der && !key && len(s.Data[corev1.TLSCertKey]) > 0, "keys still there"
 	})
+}
+
+// TestKStatusConditions: a certificate missing from Key Vault is Stalled (only a person can fix it), with Ready's
+// reason; once it exists, Ready=True and neither Reconciling nor Stalled remains.
+func TestKStatusConditions(t *testing.T) {
+	ns := newNamespace(t, nil)
+	newConnection(t, ns)
+	name := uniqueName("kstatus")
+	newCertificate(t, ns, name)
+	vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonCertificateNotFound)
+	if c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionStalled); c == nil ||
+		c.Status != metav1.ConditionTrue || c.Reason != vaultcertv1.ReasonCertificateNotFound || c.ObservedGeneration != vc.Generation {
+		t.Fatalf("Stalled = %+v, want True CertificateNotFound", c)
+	}
+	if _, err := vault.Seed(fakevault.CertSpec{Name: name, KeyType: "EC"}); err != nil {
+		t.Fatal(err)
+	}
+	vc = waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+	for _, typ := range []string{vaultcertv1.ConditionStalled, vaultcertv1.ConditionReconciling} {
+		if c := meta.FindStatusCondition(vc.Status.Conditions, typ); c != nil {
+			t.Errorf("%s still set once Ready: %+v", typ, c)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/pki"
@@ -104,6 +105,11 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	before := vc.DeepCopy()
 	result, err := r.reconcile(ctx, &vc)
+	if !equality.Semantic.DeepEqual(before.Status.Conditions, vc.Status.Conditions) {
+		// Only from conditions this reconcile wrote: one that wrote none may have read a cached object older
+		// than the last status write, whose conditions a patch would overwrite.
+		setKStatus(&vc)
+	}
 	vc.Status.ObservedGeneration = vc.Generation
 	if !equality.Semantic.DeepEqual(before.Status, vc.Status) {
 		if perr := r.Status().Patch(ctx, &vc, client.MergeFrom(before)); perr != nil {
@@ -200,14 +206,14 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	if f := notWorseThanHeld(vc, secret, cert, now); f != nil {
 		return r.fail(ctx, vc, secret, f)
 	}
-	in := &syncInput{vc: vc, secret: secret, cert: cert, specHash: state.specHash}
+	in := &decide.SyncInput{VC: vc, Secret: secret, Cert: cert, SpecHash: state.specHash}
 	secretVersion := ""
 	if secret != nil {
 		secretVersion = secret.ResourceVersion
 	}
-	if why, detail, needed := needsSync(in); needed {
+	if why, detail, needed := decide.NeedsSync(in); needed {
 		log.V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
-		written, err := r.writeSecret(ctx, vc, secret, kv, cert, in.specHash, password, passwordVersion != "")
+		written, err := r.writeSecret(ctx, vc, secret, kv, cert, in.SpecHash, password, passwordVersion != "")
 		if err != nil {
 			return r.fail(ctx, vc, secret, classify(err, fmt.Sprintf("version %s of %s", cert.Version, what)))
 		}
@@ -221,7 +227,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 				"Secret %s holds version %s, which is not valid now (%s); no valid version was held before", vc.Spec.SecretName, cert.Version, validity(cert.NotBefore, cert.Expires))
 		}
 		syncTotal.WithLabelValues("written").Inc()
-		if why == "VersionChanged" {
+		if why == decide.SyncVersionChanged {
 			r.restartTargets(ctx, vc, cert.Version)
 		}
 	} else {
@@ -232,8 +238,8 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	}
 
 	r.setCertificateStatus(vc, cert, now)
-	interval := refreshInterval(vc)
-	next := jitter(nextCheck(now, interval, vc.Status.RenewalTime.Time), refreshJitter)
+	interval := decide.RefreshInterval(vc)
+	next := decide.Jitter(decide.NextCheck(now, interval, vc.Status.RenewalTime.Time), decide.RefreshJitter)
 	vc.Status.NextRefreshTime = &metav1.Time{Time: now.Add(next).Truncate(time.Second)}
 	message := fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, what,
 		vc.Status.NotAfter.UTC().Format(time.RFC3339))
@@ -380,7 +386,7 @@ func (r *VaultCertificateReconciler) setCertificateStatus(vc *vaultcertv1.VaultC
 	}
 	st.NotBefore = &metav1.Time{Time: notBefore}
 	st.NotAfter = &metav1.Time{Time: notAfter}
-	st.RenewalTime = &metav1.Time{Time: certificateRenewalTime(cert, notBefore, notAfter)}
+	st.RenewalTime = &metav1.Time{Time: decide.CertificateRenewalTime(cert, notBefore, notAfter)}
 	if st.LastSyncTime == nil {
 		st.LastSyncTime = &metav1.Time{Time: now}
 	}
@@ -426,16 +432,37 @@ func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.V
 	switch {
 	case f.retryAfter > 0 || f.reason == vaultcertv1.ReasonThrottled:
 		wait := max(f.retryAfter, time.Second)
-		return ctrl.Result{RequeueAfter: jitter(wait, 0.2)}, nil
+		return ctrl.Result{RequeueAfter: decide.Jitter(wait, 0.2)}, nil
 	case f.transient:
 		// Backoff comes from the controller's rate limiter (min/max retry-delay flags).
 		return ctrl.Result{}, f
 	default:
-		wait := min(r.TerminalRetry, refreshInterval(vc))
-		if wait <= 0 {
-			wait = refreshInterval(vc)
+		// A fix made elsewhere (a role, a vault object) is picked up within about as long as the failure
+		// lasted, from seconds up to the terminal delay; measured from Ready's last transition, so a restart
+		// keeps the pace.
+		terminal := min(r.TerminalRetry, decide.RefreshInterval(vc))
+		if terminal <= 0 {
+			terminal = decide.RefreshInterval(vc)
 		}
-		return ctrl.Result{RequeueAfter: jitter(wait, refreshJitter)}, nil
+		var failingFor time.Duration
+		if ready != nil && ready.Status == metav1.ConditionFalse {
+			failingFor = r.now().Sub(ready.LastTransitionTime.Time)
+		}
+		return ctrl.Result{RequeueAfter: decide.Jitter(decide.RetryDelay(failingFor, terminal), decide.RefreshJitter)}, nil
+	}
+}
+
+// setKStatus writes the kstatus pair (Reconciling, Stalled) from Ready and Issuing: the one place they are set.
+func setKStatus(vc *vaultcertv1.VaultCertificate) {
+	conds := &vc.Status.Conditions
+	reconciling, stalled := decide.KStatus(meta.FindStatusCondition(*conds, vaultcertv1.ConditionReady),
+		meta.FindStatusCondition(*conds, vaultcertv1.ConditionIssuing))
+	for condType, c := range map[string]*metav1.Condition{vaultcertv1.ConditionReconciling: reconciling, vaultcertv1.ConditionStalled: stalled} {
+		if c == nil {
+			meta.RemoveStatusCondition(conds, condType)
+			continue
+		}
+		setCondition(conds, vc.Generation, condType, c.Status, c.Reason, c.Message)
 	}
 }
 

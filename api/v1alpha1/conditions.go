@@ -7,6 +7,13 @@ const (
 	ConditionReady = "Ready"
 	// ConditionIssuing is True while Key Vault is creating a new certificate version for the VaultCertificate.
 	ConditionIssuing = "Issuing"
+	// ConditionReconciling (kstatus) is True while vaultcert still works towards Ready: issuing a version,
+	// retrying a failure it can overcome itself (throttling, a network error), or before the first sync. Absent
+	// otherwise.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (kstatus) is True when only a person can make the object Ready (a missing certificate, a
+	// missing role, a conflicting Secret...): its reason and message are Ready's. Absent otherwise.
+	ConditionStalled = "Stalled"
 )
 
 // Ready condition reasons. Events reuse them.
@@ -47,6 +54,8 @@ const (
 	ReasonKeyVaultError = "KeyVaultError"
 	// ReasonInvalidSpec: the spec cannot be acted on (e.g. a PKCS12 output without its password Secret).
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonProgressing: the Reconciling reason before the first sync.
+	ReasonProgressing = "Progressing"
 )
 
 // Labels and annotations written by vaultcert.

@@ -1,4 +1,4 @@
-package controllers
+package decide
 
 import (
 	"crypto/ecdsa"
@@ -44,7 +44,7 @@ func TestNeedsSync(t *testing.T) {
 	uid := types.UID("vc-uid")
 	vc := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Name: "web", UID: uid},
 		Spec: vaultcertv1.VaultCertificateSpec{SecretName: "web-tls"}}
-	hash := specHash(&vc.Spec, "")
+	const hash = "spec-hash"
 	kvCert := &keyvault.Certificate{Version: "v2", Thumbprint: pki.Thumbprint(leaf), CER: leaf.Raw}
 	good := func() *corev1.Secret {
 		yes := true
@@ -60,21 +60,21 @@ func TestNeedsSync(t *testing.T) {
 	tests := []struct {
 		name   string
 		mutate func(*corev1.Secret) *corev1.Secret
-		reason string
+		reason SyncReason
 	}{
 		{"up to date: no fetch", func(s *corev1.Secret) *corev1.Secret { return s }, ""},
-		{"missing", func(*corev1.Secret) *corev1.Secret { return nil }, "SecretMissing"},
-		{"new version", func(s *corev1.Secret) *corev1.Secret { s.Annotations[vaultcertv1.AnnotationVersion] = "v1"; return s }, "VersionChanged"},
-		{"spec changed", func(s *corev1.Secret) *corev1.Secret { s.Annotations[vaultcertv1.AnnotationSpecHash] = "old"; return s }, "SpecChanged"},
-		{"tls.crt edited", func(s *corev1.Secret) *corev1.Secret { s.Data["tls.crt"] = []byte("x"); return s }, "SecretInvalid"},
-		{"another certificate", func(s *corev1.Secret) *corev1.Secret { s.Data["tls.crt"] = otherCertPEM; return s }, "SecretInvalid"},
-		{"ca.crt removed", func(s *corev1.Secret) *corev1.Secret { delete(s.Data, "ca.crt"); return s }, "SecretInvalid"},
-		{"owner reference removed", func(s *corev1.Secret) *corev1.Secret { s.OwnerReferences = nil; return s }, "MetadataDrifted"},
-		{"wrong type", func(s *corev1.Secret) *corev1.Secret { s.Type = corev1.SecretTypeOpaque; return s }, "MetadataDrifted"},
+		{"missing", func(*corev1.Secret) *corev1.Secret { return nil }, SyncSecretMissing},
+		{"new version", func(s *corev1.Secret) *corev1.Secret { s.Annotations[vaultcertv1.AnnotationVersion] = "v1"; return s }, SyncVersionChanged},
+		{"spec changed", func(s *corev1.Secret) *corev1.Secret { s.Annotations[vaultcertv1.AnnotationSpecHash] = "old"; return s }, SyncSpecChanged},
+		{"tls.crt edited", func(s *corev1.Secret) *corev1.Secret { s.Data["tls.crt"] = []byte("x"); return s }, SyncSecretInvalid},
+		{"another certificate", func(s *corev1.Secret) *corev1.Secret { s.Data["tls.crt"] = otherCertPEM; return s }, SyncSecretInvalid},
+		{"ca.crt removed", func(s *corev1.Secret) *corev1.Secret { delete(s.Data, "ca.crt"); return s }, SyncSecretInvalid},
+		{"owner reference removed", func(s *corev1.Secret) *corev1.Secret { s.OwnerReferences = nil; return s }, SyncMetadataDrifted},
+		{"wrong type", func(s *corev1.Secret) *corev1.Secret { s.Type = corev1.SecretTypeOpaque; return s }, SyncMetadataDrifted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason, _, needed := needsSync(&syncInput{vc: vc, secret: tt.mutate(good()), cert: kvCert, specHash: hash})
+			reason, _, needed := NeedsSync(&SyncInput{VC: vc, Secret: tt.mutate(good()), Cert: kvCert, SpecHash: hash})
 			if reason != tt.reason || needed != (tt.reason != "") {
 				t.Fatalf("needsSync = (%q, %v), want %q", reason, needed, tt.reason)
 			}
@@ -95,7 +95,7 @@ func TestNextCheck(t *testing.T) {
 		{"renewal passed: no hot loop", now.Add(-time.Hour), time.Hour, time.Hour},
 	}
 	for _, tt := range tests {
-		if got := nextCheck(now, tt.interval, tt.renewal); got != tt.want {
+		if got := NextCheck(now, tt.interval, tt.renewal); got != tt.want {
 			t.Errorf("%s: nextCheck = %s, want %s", tt.name, got, tt.want)
 		}
 	}
@@ -104,32 +104,32 @@ func TestNextCheck(t *testing.T) {
 func TestRenewalTime(t *testing.T) {
 	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	na := nb.Add(300 * 24 * time.Hour)
-	if got, want := renewalTime(nb, na, 0, 0), nb.Add(200*24*time.Hour); !got.Equal(want) {
+	if got, want := RenewalTime(nb, na, 0, 0), nb.Add(200*24*time.Hour); !got.Equal(want) {
 		t.Errorf("default two thirds: %s, want %s", got, want)
 	}
-	if got, want := renewalTime(nb, na, 80, 0), nb.Add(240*24*time.Hour); !got.Equal(want) {
+	if got, want := RenewalTime(nb, na, 80, 0), nb.Add(240*24*time.Hour); !got.Equal(want) {
 		t.Errorf("lifetime percentage 80: %s, want %s", got, want)
 	}
-	if got, want := renewalTime(nb, na, 0, 30), na.Add(-30*24*time.Hour); !got.Equal(want) {
+	if got, want := RenewalTime(nb, na, 0, 30), na.Add(-30*24*time.Hour); !got.Equal(want) {
 		t.Errorf("30 days before expiry: %s, want %s", got, want)
 	}
 }
 
 func TestJitterNeverEarly(t *testing.T) {
 	for i := 0; i < 1000; i++ {
-		if got := jitter(time.Hour, refreshJitter); got < time.Hour || got > time.Hour+6*time.Minute {
-			t.Fatalf("jitter(1h) = %s, want within [1h, 1h6m]", got)
+		if got := Jitter(time.Hour, RefreshJitter); got < time.Hour || got > time.Hour+6*time.Minute {
+			t.Fatalf("Jitter(1h) = %s, want within [1h, 1h6m]", got)
 		}
 	}
 }
 
 func TestRefreshIntervalFloor(t *testing.T) {
 	vc := &vaultcertv1.VaultCertificate{}
-	if got := refreshInterval(vc); got != time.Hour {
+	if got := RefreshInterval(vc); got != time.Hour {
 		t.Errorf("default = %s, want 1h", got)
 	}
 	vc.Spec.RefreshInterval = &metav1.Duration{Duration: time.Second}
-	if got := refreshInterval(vc); got != time.Minute {
+	if got := RefreshInterval(vc); got != time.Minute {
 		t.Errorf("a 1s interval that bypassed validation must be floored to 1m, got %s", got)
 	}
 }

@@ -1,4 +1,4 @@
-package controllers
+package decide
 
 import (
 	"math/big"
@@ -25,7 +25,7 @@ func TestRenewalTimeLongValidities(t *testing.T) {
 		na := nb.AddDate(0, months, 0)
 		life := na.Sub(nb)
 		for pct := int32(1); pct <= 99; pct++ {
-			got := renewalTime(nb, na, pct, 0)
+			got := RenewalTime(nb, na, pct, 0)
 			if want := exactShare(nb, life, int64(pct)); !got.Equal(want) {
 				t.Fatalf("%d months at %d %%: renewal %v, want %v", months, pct, got, want)
 			}
@@ -35,12 +35,12 @@ func TestRenewalTimeLongValidities(t *testing.T) {
 			// A version fresh from Key Vault is never overdue, whatever its lifetime.
 			cert := &keyvault.Certificate{NotBefore: nb, Expires: na,
 				Policy: &keyvault.Policy{AutoRenew: &keyvault.LifetimeTrigger{LifetimePercentage: pct}}}
-			if _, overdue := renewalOverdue(nb.Add(time.Hour), cert); overdue {
+			if _, overdue := RenewalOverdue(nb.Add(time.Hour), cert); overdue {
 				t.Fatalf("%d months at %d %%: a version issued an hour ago is overdue", months, pct)
 			}
 		}
 		// The default (no lifetime action) is two thirds.
-		if got, want := renewalTime(nb, na, 0, 0), nb.Add(life/3*2+life%3*2/3); !got.Equal(want) {
+		if got, want := RenewalTime(nb, na, 0, 0), nb.Add(life/3*2+life%3*2/3); !got.Equal(want) {
 			t.Errorf("%d months, default: %v, want %v", months, got, want)
 		}
 	}
@@ -68,7 +68,7 @@ func TestRenewalTimeEdges(t *testing.T) {
 			exactShare(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Duration(1<<63-1), 99)},
 	}
 	for _, tt := range tests {
-		got := renewalTime(tt.nb, tt.na, tt.pct, tt.days)
+		got := RenewalTime(tt.nb, tt.na, tt.pct, tt.days)
 		if !got.Equal(tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
@@ -79,16 +79,16 @@ func TestRenewalOverdueNeverLoops(t *testing.T) {
 	nb := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	na := nb.Add(90 * 24 * time.Hour)
 	// Inverted validity: a new version would be judged the same way, so it is never overdue.
-	if _, overdue := renewalOverdue(nb.Add(365*24*time.Hour), &keyvault.Certificate{NotBefore: na, Expires: nb}); overdue {
+	if _, overdue := RenewalOverdue(nb.Add(365*24*time.Hour), &keyvault.Certificate{NotBefore: na, Expires: nb}); overdue {
 		t.Error("a certificate with notBefore after notAfter must not be overdue")
 	}
 	// A trigger that fires at issuance (days beyond the lifetime) must not make a fresh version overdue.
 	cert := &keyvault.Certificate{NotBefore: nb, Expires: na,
 		Policy: &keyvault.Policy{AutoRenew: &keyvault.LifetimeTrigger{DaysBeforeExpiry: 400}}}
-	if _, overdue := renewalOverdue(nb.Add(2*24*time.Hour), cert); overdue {
+	if _, overdue := RenewalOverdue(nb.Add(2*24*time.Hour), cert); overdue {
 		t.Error("days_before_expiry beyond the lifetime made a two-day-old version overdue")
 	}
-	if renewal, overdue := renewalOverdue(nb.Add(80*24*time.Hour), cert); !overdue || !renewal.Equal(nb.Add(60*24*time.Hour)) {
+	if renewal, overdue := RenewalOverdue(nb.Add(80*24*time.Hour), cert); !overdue || !renewal.Equal(nb.Add(60*24*time.Hour)) {
 		t.Errorf("past two thirds it is overdue (renewal %v, overdue %v)", renewal, overdue)
 	}
 }

@@ -1,11 +1,9 @@
-package controllers
+package decide
 
 import (
 	"reflect"
 	"testing"
 	"time"
-
-	"k8s.io/apimachinery/pkg/types"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
@@ -14,7 +12,7 @@ import (
 func int32p(v int32) *int32 { return &v }
 
 func TestIssuancePolicyMapsSpec(t *testing.T) {
-	got := issuancePolicy(&vaultcertv1.Issuance{
+	got := IssuancePolicy(&vaultcertv1.Issuance{
 		DNSNames: []string{"a.example.com"}, ContentType: "PEM", KeyType: "EC", Curve: "P-256",
 		Renewal: &vaultcertv1.Renewal{DaysBeforeExpiry: int32p(30)},
 	})
@@ -25,7 +23,7 @@ func TestIssuancePolicyMapsSpec(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("issuancePolicy:\n got %+v\nwant %+v", got, want)
 	}
-	if p := issuancePolicy(&vaultcertv1.Issuance{Subject: "CN=x"}); p.ContentType != keyvault.ContentTypePKCS12 || p.KeyType != "RSA" || p.AutoRenew != nil {
+	if p := IssuancePolicy(&vaultcertv1.Issuance{Subject: "CN=x"}); p.ContentType != keyvault.ContentTypePKCS12 || p.KeyType != "RSA" || p.AutoRenew != nil {
 		t.Errorf("defaults: %+v", p)
 	}
 }
@@ -62,7 +60,7 @@ func TestPolicyDiff(t *testing.T) {
 			want := base
 			want.DNSNames = append([]string(nil), base.DNSNames...)
 			tt.edit(&want)
-			changed, reissue := policyDiff(want, have)
+			changed, reissue := PolicyDiff(want, have)
 			if !reflect.DeepEqual(changed, tt.wantChanged) || reissue != tt.wantReissue {
 				t.Errorf("policyDiff = %v, %v; want %v, %v", changed, reissue, tt.wantChanged, tt.wantReissue)
 			}
@@ -70,37 +68,20 @@ func TestPolicyDiff(t *testing.T) {
 	}
 	notExportable := *have
 	notExportable.Exportable = false
-	if _, reissue := policyDiff(base, &notExportable); !reissue {
+	if _, reissue := PolicyDiff(base, &notExportable); !reissue {
 		t.Error("a non-exportable key needs a new version")
 	}
 }
 
-func TestBackoffDelayAndTracker(t *testing.T) {
-	if got := backoffDelay(10*time.Second, 1); got != 10*time.Second {
+func TestBackoffDelay(t *testing.T) {
+	if got := BackoffDelay(10*time.Second, 1); got != 10*time.Second {
 		t.Errorf("first delay %v", got)
 	}
-	if got := backoffDelay(10*time.Second, 4); got != 80*time.Second {
+	if got := BackoffDelay(10*time.Second, 4); got != 80*time.Second {
 		t.Errorf("fourth delay %v", got)
 	}
-	if got := backoffDelay(10*time.Second, 50); got != maxIssuanceBackoff {
+	if got := BackoffDelay(10*time.Second, 50); got != MaxIssuanceBackoff {
 		t.Errorf("capped delay %v", got)
-	}
-	var b issuanceBackoff
-	key := types.NamespacedName{Namespace: "ns", Name: "web"}
-	now := time.Unix(1000, 0)
-	at, isNew := b.observe(key, "op1", now, time.Second)
-	if !isNew || !at.Equal(now.Add(time.Second)) {
-		t.Fatalf("first failure: %v %v", at, isNew)
-	}
-	if _, isNew := b.observe(key, "op1", now.Add(time.Second), time.Second); isNew {
-		t.Error("the same operation is one failure")
-	}
-	if at, _ := b.observe(key, "op2", now, time.Second); !at.Equal(now.Add(2 * time.Second)) {
-		t.Errorf("second failure should double the delay: %v", at)
-	}
-	b.reset(key)
-	if at, _ := b.observe(key, "op3", now, time.Second); !at.Equal(now.Add(time.Second)) {
-		t.Errorf("after a success the delay starts over: %v", at)
 	}
 }
 
@@ -109,16 +90,16 @@ func TestRenewalOverdue(t *testing.T) {
 	cert := &keyvault.Certificate{NotBefore: nb, Expires: nb.Add(300 * 24 * time.Hour),
 		Policy: &keyvault.Policy{AutoRenew: &keyvault.LifetimeTrigger{LifetimePercentage: 80}}}
 	renewal := nb.Add(240 * 24 * time.Hour)
-	if got, overdue := renewalOverdue(renewal.Add(time.Hour), cert); overdue || !got.Equal(renewal) {
+	if got, overdue := RenewalOverdue(renewal.Add(time.Hour), cert); overdue || !got.Equal(renewal) {
 		t.Errorf("an hour after the renewal time Key Vault still has its grace: %v %v", got, overdue)
 	}
-	if _, overdue := renewalOverdue(renewal.Add(25*time.Hour), cert); !overdue {
+	if _, overdue := RenewalOverdue(renewal.Add(25*time.Hour), cert); !overdue {
 		t.Error("a day past the renewal time with no new version is overdue")
 	}
-	if _, overdue := renewalOverdue(nb.Add(time.Hour), &keyvault.Certificate{}); overdue {
+	if _, overdue := RenewalOverdue(nb.Add(time.Hour), &keyvault.Certificate{}); overdue {
 		t.Error("a certificate without validity is never overdue")
 	}
-	if !issuerCanRenew("Self") || !issuerCanRenew("DigiCert") || issuerCanRenew("unknown") {
+	if !IssuerCanRenew("Self") || !IssuerCanRenew("DigiCert") || IssuerCanRenew("unknown") {
 		t.Error("issuerCanRenew")
 	}
 }
