@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -63,7 +64,9 @@ func main() {
 		"Comma-separated Entra ID authority hosts a namespaced VaultConnection may use (cloud.authorityHost). ClusterVaultConnections are not restricted.")
 	flag.StringVar(&clusterID, "cluster-id", "", "Names this cluster in the owner tags of Key Vault certificates vaultcert creates (spec.issuance), so clusters sharing a vault never manage each other's; must not change. Default: the UID of the kube-system namespace.")
 	flag.IntVar(&issuanceDailyLimit, "issuance-daily-limit", 5, "New versions vaultcert requests per certificate in 24 hours at most (spec.issuance); past it, it stops until the spec or the vaultcert.io/renew annotation changes.")
-	opts := zap.Options{}
+	// Errors are logged once, without a stack trace (a reconcile failure is not a bug); --zap-stacktrace-level
+	// brings traces back.
+	opts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	// SafeLogger drops client-go's request/response body dumps (V(8)), which would hold Secret data.

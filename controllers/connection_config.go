@@ -31,7 +31,7 @@ func (e *connectionError) Error() string { return e.message }
 // resolvedConnection is a connection ready to build a Key Vault client from.
 type resolvedConnection struct {
 	// key identifies the connection for the client factory's cache.
-	key string
+	key connectionKey
 	// config is the vault, identity and cloud settings, with credential material read from its Secret.
 	config keyvault.Config
 	// cluster is the ClusterVaultConnection behind it; nil for a VaultConnection.
@@ -141,7 +141,7 @@ func (r *connectionResolver) forNamespaced(ctx context.Context, conn *vaultcertv
 		// Instance discovery would ask login.microsoftonline.com about an authority the admin vouched for.
 		cfg.Cloud.DisableInstanceDiscovery = true
 	}
-	return &resolvedConnection{key: "VaultConnection/" + conn.Namespace + "/" + conn.Name, config: *cfg}, nil
+	return &resolvedConnection{key: namespacedConnection(conn.Namespace, conn.Name), config: *cfg}, nil
 }
 
 // allowedHosts checks a VaultConnection's vault and authority against the admin's allow-list and returns the
@@ -174,7 +174,7 @@ func (r *connectionResolver) forCluster(ctx context.Context, conn *vaultcertv1.C
 		return nil, err
 	}
 	cfg.AllowedHosts = clusterAllowedHosts(cfg)
-	return &resolvedConnection{key: "ClusterVaultConnection/" + conn.Name, config: *cfg, cluster: conn}, nil
+	return &resolvedConnection{key: clusterConnection(conn.Name), config: *cfg, cluster: conn}, nil
 }
 
 // clusterAllowedHosts confines a ClusterVaultConnection's own identity (service principal, a ServiceAccount's

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,11 +54,11 @@ type clusterConnectionReconciler struct{ *ConnectionReconciler }
 // Reconcile checks one VaultConnection.
 func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn vaultcertv1.VaultConnection
-	key := "VaultConnection/" + req.Namespace + "/" + req.Name
+	key := namespacedConnection(req.Namespace, req.Name)
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.track(key, nil)
-			r.Factory.Forget(key)
+			r.Factory.Forget(key.String())
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -76,11 +74,11 @@ func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.
 // Reconcile checks one ClusterVaultConnection.
 func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn vaultcertv1.ClusterVaultConnection
-	key := "ClusterVaultConnection/" + req.Name
+	key := clusterConnection(req.Name)
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.track(key, nil)
-			r.Factory.Forget(key)
+			r.Factory.Forget(key.String())
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -93,7 +91,7 @@ func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Req
 }
 
 // track tells the credential watcher what a connection names (nil: the connection is gone).
-func (r *ConnectionReconciler) track(key string, refs []credentialRef) {
+func (r *ConnectionReconciler) track(key connectionKey, refs []credentialRef) {
 	if r.credentials != nil {
 		r.credentials.track(key, refs)
 	}
@@ -110,7 +108,7 @@ func (r *ConnectionReconciler) check(ctx context.Context, resolved *resolvedConn
 		set(metav1.ConditionFalse, f.reason, f.message)
 		return ctrl.Result{RequeueAfter: r.RecheckInterval}
 	}
-	kv, err := r.Factory.Client(resolved.key, resolved.config)
+	kv, err := r.Factory.Client(resolved.key.String(), resolved.config)
 	if err != nil {
 		set(metav1.ConditionFalse, vaultcertv1.ReasonConnectionNotReady, err.Error())
 		return ctrl.Result{RequeueAfter: r.RecheckInterval}
@@ -194,15 +192,13 @@ func (r *ConnectionReconciler) sweepClients(ctx context.Context) error {
 
 // connectionExists reports whether the connection a factory key names is still in the cache; on doubt it keeps.
 func (r *ConnectionReconciler) connectionExists(ctx context.Context, key string) bool {
-	var err error
-	switch kind, rest, _ := strings.Cut(key, "/"); kind {
-	case "VaultConnection":
-		ns, name, _ := strings.Cut(rest, "/")
-		err = r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &vaultcertv1.VaultConnection{})
-	case "ClusterVaultConnection":
-		err = r.Get(ctx, types.NamespacedName{Name: rest}, &vaultcertv1.ClusterVaultConnection{})
-	default:
+	k, ok := parseConnectionKey(key)
+	if !ok {
 		return true
 	}
-	return !apierrors.IsNotFound(err)
+	var obj client.Object = &vaultcertv1.VaultConnection{}
+	if k.kind == vaultcertv1.ClusterVaultConnectionKind {
+		obj = &vaultcertv1.ClusterVaultConnection{}
+	}
+	return !apierrors.IsNotFound(r.Get(ctx, k.request().NamespacedName, obj))
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ type credentialWatcher struct {
 	// lastRead is the object last read from the API server for a watched reference (credential_reader.go).
 	lastRead map[credentialRef]client.Object
 	// users maps a connection key ("VaultConnection/ns/name", "ClusterVaultConnection/name") to what it names.
-	users  map[string][]credentialRef
+	users  map[connectionKey][]credentialRef
 	queues map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]
 }
 
@@ -110,7 +111,7 @@ func newCredentialWatcher(meta metadata.Interface, reader client.Reader, log log
 		base: base, stopAll: cancel,
 		watches:  map[credentialRef]*refWatch{},
 		lastRead: map[credentialRef]client.Object{},
-		users:    map[string][]credentialRef{},
+		users:    map[connectionKey][]credentialRef{},
 		queues:   map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{},
 	}
 }
@@ -165,7 +166,7 @@ func (w *credentialWatcher) source(queue string) source.Source {
 
 // track records what the connection connKey names (nil when it was deleted), starting informers for objects
 // no connection named before and stopping those no connection names any more.
-func (w *credentialWatcher) track(connKey string, refs []credentialRef) {
+func (w *credentialWatcher) track(connKey connectionKey, refs []credentialRef) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(refs) == 0 {
@@ -270,7 +271,7 @@ func (w *credentialWatcher) startInformer(r credentialRef) *refWatch {
 // changed enqueues the connections that name r and the VaultCertificates that use them.
 func (w *credentialWatcher) changed(r credentialRef, what string) {
 	w.mu.Lock()
-	var conns []string
+	var conns []connectionKey
 	for key, rs := range w.users {
 		for _, x := range rs {
 			if x == r {
@@ -285,23 +286,18 @@ func (w *credentialWatcher) changed(r credentialRef, what string) {
 	}
 	w.mu.Unlock()
 
-	sort.Strings(conns)
+	slices.SortFunc(conns, func(a, b connectionKey) int { return strings.Compare(a.String(), b.String()) })
 	w.log.V(1).Info("credential object "+what+"; re-checking the connections that use it", "object", r.String(), "connections", conns)
 	for _, key := range conns {
-		kind, rest, _ := strings.Cut(key, "/")
-		req := reconcile.Request{NamespacedName: types.NamespacedName{Name: rest}}
-		if ns, name, ok := strings.Cut(rest, "/"); ok {
-			req.NamespacedName = types.NamespacedName{Namespace: ns, Name: name}
-		}
-		if q := queues[kind]; q != nil {
-			q.Add(req)
+		if q := queues[string(key.kind)]; q != nil {
+			q.Add(key.request())
 		}
 		q := queues[queueVaultCertificate]
 		if q == nil {
 			continue
 		}
 		var list vaultcertv1.VaultCertificateList
-		if err := w.reader.List(w.base, &list, client.MatchingFields{connectionIndex: key}); err != nil {
+		if err := w.reader.List(w.base, &list, client.MatchingFields{connectionIndex: key.String()}); err != nil {
 			w.log.Error(err, "listing the VaultCertificates of a connection failed", "connection", key)
 			continue
 		}

@@ -190,7 +190,7 @@ func TestCredentialWatcher(t *testing.T) {
 	for _, vc := range []*vaultcertv1.VaultCertificate{cert("web", "a"), cert("api", "a"), cert("other", "c")} {
 		mustCreate(t, c, vc)
 	}
-	connA, connB, shared := "VaultConnection/"+ns+"/a", "VaultConnection/"+ns+"/b", "ClusterVaultConnection/shared"
+	connA, connB, shared := namespacedConnection(ns, "a"), namespacedConnection(ns, "b"), clusterConnection("shared")
 
 	// The watcher's reader: a real cache with the connection index, as the manager's.
 	certs, err := cache.New(envtestConfig(t), cache.Options{Scheme: envtestScheme(t), DefaultNamespaces: map[string]cache.Config{ns: {}}})
@@ -198,7 +198,7 @@ func TestCredentialWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := certs.IndexField(ctx, &vaultcertv1.VaultCertificate{}, connectionIndex, func(o client.Object) []string {
-		return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))}
+		return []string{connectionOf(o.(*vaultcertv1.VaultCertificate)).String()}
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestCredentialWatcher(t *testing.T) {
 	}
 	waitFor(t, "the cache to hold the certificates of connection a", func() bool {
 		var list vaultcertv1.VaultCertificateList
-		return certs.List(ctx, &list, client.MatchingFields{connectionIndex: connA}) == nil && len(list.Items) == 2
+		return certs.List(ctx, &list, client.MatchingFields{connectionIndex: connA.String()}) == nil && len(list.Items) == 2
 	})
 
 	requests := &requestLog{}

@@ -20,14 +20,6 @@ import (
 // "ClusterVaultConnection/name"), so a connection change wakes exactly its certificates.
 const connectionIndex = "vaultcert.io/connection"
 
-// connectionKeyOf is the index value of a VaultCertificate.
-func connectionKeyOf(vc *vaultcertv1.VaultCertificate) string {
-	if vc.Spec.ConnectionRef.Kind == vaultcertv1.ClusterVaultConnectionKind {
-		return "ClusterVaultConnection/" + vc.Spec.ConnectionRef.Name
-	}
-	return "VaultConnection/" + vc.Namespace + "/" + vc.Spec.ConnectionRef.Name
-}
-
 // SetupWithManager registers the reconciler, its index and its watches.
 func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	registerMetrics(mgr.GetCache())
@@ -37,7 +29,9 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 	}
 	r.credentials = credentials
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &vaultcertv1.VaultCertificate{}, connectionIndex,
-		func(o client.Object) []string { return []string{connectionKeyOf(o.(*vaultcertv1.VaultCertificate))} }); err != nil {
+		func(o client.Object) []string {
+			return []string{connectionOf(o.(*vaultcertv1.VaultCertificate)).String()}
+		}); err != nil {
 		return err
 	}
 	byConnection := func(key func(client.Object) string) handler.EventHandler {
@@ -67,10 +61,10 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.clusterCertificatesIn),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&vaultcertv1.VaultConnection{}, byConnection(func(o client.Object) string {
-			return "VaultConnection/" + o.GetNamespace() + "/" + o.GetName()
+			return namespacedConnection(o.GetNamespace(), o.GetName()).String()
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&vaultcertv1.ClusterVaultConnection{}, byConnection(func(o client.Object) string {
-			return "ClusterVaultConnection/" + o.GetName()
+			return clusterConnection(o.GetName()).String()
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A credential Secret or ServiceAccount a connection names changed: its certificates retry at once,
 		// rather than at their next refresh.

@@ -149,7 +149,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	if err != nil {
 		return r.fail(ctx, vc, secret, classify(err, "the connection"))
 	}
-	kv, err := r.Factory.Client(conn.key, conn.config)
+	kv, err := r.Factory.Client(conn.key.String(), conn.config)
 	if err != nil {
 		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonConnectionNotReady, err: err,
 			message: fmt.Sprintf("cannot use %s: %v", vc.Spec.ConnectionRef.Name, err)})
@@ -424,8 +424,10 @@ func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.V
 		log.V(1).Info("throttled", "vault", th.vault, "until", th.until, "local", th.local)
 	case changed:
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, f.reason, "Sync", "%s", f.message)
-		log.Info("sync failed", "reason", f.reason, "message", f.message)
-	default:
+	}
+	if !f.transient {
+		// A transient failure is returned for the rate limiter's backoff, and controller-runtime logs it: logging
+		// it here too would log each failure twice.
 		log.Info("sync failed", "reason", f.reason, "message", f.message)
 	}
 

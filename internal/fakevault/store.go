@@ -83,15 +83,6 @@ func (c *certificate) find(id string) *version {
 	return nil
 }
 
-func (c *certificate) hasCompleted() bool {
-	for _, v := range c.versions {
-		if !v.pending {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *certificate) removeVersion(v *version) {
 	for i, x := range c.versions {
 		if x == v {

@@ -2,7 +2,6 @@ package keyvault
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/vaultcert/vaultcert/internal/pki"
 )
 
 // SDK retry settings. 429 is deliberately absent from the retried statuses: the Governor owns every wait
@@ -315,14 +316,13 @@ func (c *azureClient) CheckAccess(ctx context.Context) error {
 
 // thumbprint is Key Vault's x5t as upper-case hex; computed from the DER when the service sent none.
 func thumbprint(x5t, der []byte) string {
-	if len(x5t) == 0 {
-		if len(der) == 0 {
-			return ""
-		}
-		sum := sha1.Sum(der)
-		x5t = sum[:]
+	switch {
+	case len(x5t) > 0:
+		return strings.ToUpper(hex.EncodeToString(x5t))
+	case len(der) > 0:
+		return pki.ThumbprintDER(der)
 	}
-	return strings.ToUpper(hex.EncodeToString(x5t))
+	return ""
 }
 
 // tags flattens the SDK's map of pointers; nil when there are none.

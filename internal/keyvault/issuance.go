@@ -6,8 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -318,7 +316,7 @@ func mapOperation(in azcertificates.CertificateOperation, raw *http.Response) *O
 		op.Status = OperationStatus(*in.Status)
 	}
 	if in.StatusDetails != nil {
-		op.StatusDetails = truncateMessage(*in.StatusDetails)
+		op.StatusDetails = truncate(*in.StatusDetails)
 	}
 	if in.IssuerParameters != nil && in.IssuerParameters.Name != nil {
 		op.IssuerName = *in.IssuerParameters.Name
@@ -340,42 +338,21 @@ func mapOperation(in azcertificates.CertificateOperation, raw *http.Response) *O
 			Message string `json:"message"`
 		}
 		if json.Unmarshal([]byte(in.Error.Error()), &body) == nil {
-			op.ErrorMessage = truncateMessage(body.Message)
+			op.ErrorMessage = truncate(body.Message)
 			if op.ErrorCode == "" {
 				op.ErrorCode = body.Code
 			}
 		}
 	}
 	if raw != nil {
-		op.RetryAfter = retryAfterHeader(raw.Header)
+		op.RetryAfter = min(retryAfter(raw.Header, time.Now()), maxOperationRetryAfter)
 	}
 	return op
 }
 
-// retryAfterHeader reads Retry-After as whole seconds; zero when absent or not a positive number.
-func retryAfterHeader(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return 0
-	}
-	// A hostile or broken value must not overflow into a negative (never) or absurd poll.
-	return time.Duration(min(n, maxOperationRetryAfter)) * time.Second
-}
-
-// maxOperationRetryAfter bounds an operation's Retry-After, in seconds: Key Vault sends 10.
-const maxOperationRetryAfter = 300
-
-// truncateMessage bounds a service message copied into conditions and events.
-func truncateMessage(s string) string {
-	if len(s) > maxMessageLen {
-		return s[:maxMessageLen-3] + "..."
-	}
-	return s
-}
+// maxOperationRetryAfter bounds an operation's Retry-After: Key Vault sends 10 s, and a hostile or broken
+// value must not turn into an absurd poll.
+const maxOperationRetryAfter = 5 * time.Minute
 
 func ptrs(in []string) []*string {
 	if len(in) == 0 {

@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
+	"net/http"
 	"reflect"
 	"testing"
 	"time"
@@ -164,13 +166,16 @@ func TestUpdatePolicyAndRecover(t *testing.T) {
 	}
 }
 
-func TestRetryAfterHeader(t *testing.T) {
-	for in, want := range map[string]time.Duration{"": 0, "10": 10 * time.Second, "0": 0, "-3": 0, "soon": 0, " 5 ": 5 * time.Second} {
-		h := map[string][]string{}
+// TestOperationRetryAfterIsBounded: an operation's poll hint is read like a 429's (seconds, or milliseconds) and
+// clamped, so a hostile value can neither overflow nor park the certificate for days.
+func TestOperationRetryAfterIsBounded(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "10": 10 * time.Second, "0": 0, "-3": 0, "soon": 0,
+		"99999999999999": maxOperationRetryAfter, "86400": maxOperationRetryAfter} {
+		raw := &http.Response{Header: http.Header{}}
 		if in != "" {
-			h["Retry-After"] = []string{in}
+			raw.Header.Set("Retry-After", in)
 		}
-		if got := retryAfterHeader(h); got != want {
+		if got := mapOperation(azcertificates.CertificateOperation{}, raw).RetryAfter; got != want {
 			t.Errorf("Retry-After %q = %v, want %v", in, got, want)
 		}
 	}

@@ -14,6 +14,11 @@ func Thumbprint(cert *x509.Certificate) string {
 	if cert == nil {
 		return ""
 	}
-	sum := sha1.Sum(cert.Raw)
+	return ThumbprintDER(cert.Raw)
+}
+
+// ThumbprintDER is Thumbprint of a DER certificate that need not be parsed.
+func ThumbprintDER(der []byte) string {
+	sum := sha1.Sum(der)
 	return strings.ToUpper(hex.EncodeToString(sum[:]))
 }
