@@ -136,9 +136,14 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 			return r.stopWith(ctx, vc, secret, classify(err, "the pending operation of "+what))
 		}
 		// No operation, a completed one (the certificate is gone since), or a failed one due for a retry.
-		if cert != nil {
-			// A first version exists (pending or failed): only its owner asks again, within the daily limit.
-			if res, done := r.retryFirstVersion(ctx, vc, secret, kv, cert, what); done {
+		if cert != nil || (err == nil && op != nil) {
+			// A first version was asked for (pending, failed or gone): only its owner asks again, within the
+			// daily limit. Without a readable version, the versions' tags tell who asked.
+			first := cert
+			if first == nil {
+				first = &keyvault.Certificate{}
+			}
+			if res, done := r.retryFirstVersion(ctx, vc, secret, kv, first, what); done {
 				return res
 			}
 		}

@@ -156,6 +156,9 @@ func (r *VaultCertificateReconciler) ownershipOf(ctx context.Context, vc *vaultc
 	if !ok {
 		// Versions Key Vault or a person created (AutoRenew, az keyvault certificate create) may carry no tags.
 		versions, err := kv.ListCertificateVersions(ctx, vc.Spec.CertificateName)
+		if keyvault.IsNotFound(err) {
+			return ownership{}, nil // no version at all: nobody owns it
+		}
 		if err != nil {
 			return ownership{}, err
 		}
@@ -319,6 +322,9 @@ func capped(vc *vaultcertv1.VaultCertificate) (*metav1.Condition, bool) {
 func (r *VaultCertificateReconciler) requestHistory(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client,
 	now time.Time) (count int, thisGeneration bool, err error) {
 	versions, err := kv.ListCertificateVersions(ctx, vc.Spec.CertificateName)
+	if keyvault.IsNotFound(err) {
+		return 0, false, nil // no version kept (a failed first request leaves none): nothing counted
+	}
 	if err != nil {
 		return 0, false, err
 	}

@@ -317,29 +317,6 @@ func TestIssuanceThroughClusterConnectionNeedsOptIn(t *testing.T) {
 // TestIssuanceAdoptsOnlyUnownedCertificatesWhenAsked: a certificate created outside vaultcert is synced but
 // not changed until the VaultCertificate is annotated vaultcert.io/adopt=true; a certificate another
 // cluster's vaultcert owns is never taken, even when asked.
-// TestIssuanceFailedFirstVersionStaysItsOwners: when a VaultCertificate's first version fails, another
-// VaultCertificate naming the same certificate does not request it with its own policy and owner tags: it
-// waits, and only the owner retries.
-func TestIssuanceFailedFirstVersionStaysItsOwners(t *testing.T) {
-	ns := newNamespace(t, nil)
-	shared := issuanceClusterConnection(t, &vaultcertv1.ClusterIssuance{Enabled: true})
-	name := uniqueName("first-fail")
-	vault.FailNextOperation(name, "CertificateIssuanceFailed", "The issuer refused the request")
-	issuedCertificate(t, ns, name, vaultcertv1.Issuance{DNSNames: []string{"owner.example.com"}, KeyType: "EC"}, viaCluster(shared), named("owner"))
-	waitCondition(t, ns, "owner", vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed)
-
-	other := newNamespace(t, nil)
-	issuedCertificate(t, other, name, vaultcertv1.Issuance{DNSNames: []string{"intruder.example.com"}, KeyType: "EC"}, viaCluster(shared))
-	waitReady(t, ns, "owner", metav1.ConditionTrue, vaultcertv1.ReasonSynced) // the owner's retry succeeds
-	waitReady(t, other, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
-	if n := creates(name); n != 2 {
-		t.Errorf("%d creates, want 2 (the owner's failed one and its retry)", n)
-	}
-	if got := kvTags(t, name)["vaultcert.io-namespace"]; got != ns {
-		t.Errorf("the certificate is tagged for namespace %q, want the owner's %q", got, ns)
-	}
-}
-
 func TestIssuanceAdoptsOnlyUnownedCertificatesWhenAsked(t *testing.T) {
 	ns := newNamespace(t, nil)
 	newConnection(t, ns)
