@@ -293,13 +293,9 @@ func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownName
 		return a, nil
 	}
 	ref := wi.ServiceAccountRef
-	namespace := ref.Namespace
-	if ownNamespace != "" {
-		namespace = ownNamespace
-	}
-	if namespace == "" {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: fmt.Sprintf("%s: serviceAccountRef %q needs a namespace", what, ref.Name)}
+	namespace, err := referenceNamespace(what, ownNamespace, ref.Namespace, fmt.Sprintf("serviceAccountRef %q", ref.Name))
+	if err != nil {
+		return nil, err
 	}
 	var sa corev1.ServiceAccount
 	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sa); err != nil {
@@ -332,16 +328,24 @@ func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownName
 	return a, nil
 }
 
+// referenceNamespace is where a credential reference resolves: always ownNamespace for a VaultConnection
+// (whatever the reference says), else the reference's own namespace, which a ClusterVaultConnection must give.
+func referenceNamespace(what, ownNamespace, refNamespace, reference string) (string, error) {
+	switch {
+	case ownNamespace != "":
+		return ownNamespace, nil
+	case refNamespace == "":
+		return "", &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: fmt.Sprintf("%s: %s needs a namespace", what, reference)}
+	}
+	return refNamespace, nil
+}
+
 // secretValue reads one key of a credential Secret. A VaultConnection's references always resolve in its own
 // namespace, whatever the reference says.
 func (r *connectionResolver) secretValue(ctx context.Context, what, ownNamespace string, ref *vaultcertv1.SecretKeyReference) ([]byte, error) {
-	namespace := ref.Namespace
-	if ownNamespace != "" {
-		namespace = ownNamespace
-	}
-	if namespace == "" {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: fmt.Sprintf("%s: the reference to Secret %q needs a namespace", what, ref.Name)}
+	namespace, err := referenceNamespace(what, ownNamespace, ref.Namespace, fmt.Sprintf("the reference to Secret %q", ref.Name))
+	if err != nil {
+		return nil, err
 	}
 	var secret corev1.Secret
 	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &secret); err != nil {

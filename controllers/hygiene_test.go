@@ -89,15 +89,7 @@ func TestNoSecretsInLogsEventsStatusOrMetrics(t *testing.T) {
 	waitSecretVersion(t, nsSecret, "web-tls", latest.Version)
 
 	// 3. Client certificate.
-	certClient := uniqueName("hyg-cert-client")
-	clientCert, clientPEM := rsaClientCertificate(t)
-	vault.AddClientCertificate(certClient, clientCert)
-	nsCert := newNamespace(t, nil)
-	createSecret(t, nsCert, "kv-cert", map[string]string{"tls.pem": string(clientPEM)})
-	createConnection(t, nsCert, "vault", &vaultcertv1.ConnectionAuth{ServicePrincipal: &vaultcertv1.ServicePrincipalAuth{
-		TenantID: vault.TenantID(), ClientID: certClient,
-		ClientCertificateRef: &vaultcertv1.SecretKeyReference{Name: "kv-cert", Key: "tls.pem"},
-	}})
+	nsCert, _, clientPEM := certificateConnection(t, "hyg-cert-client")
 	certName := seed(t, "hyg-certauth")
 	newCertificate(t, nsCert, certName)
 	track(nsCert, certName)

@@ -280,8 +280,12 @@ func rsaClientCertificate(t *testing.T) (*x509.Certificate, []byte) {
 	return cert, out
 }
 
-func TestClientCertificateAuth(t *testing.T) {
-	client := uniqueName("cert-client")
+// certificateConnection creates, in a new namespace, a VaultConnection "vault" authenticating as a new client
+// whose certificate the fake authority knows, and returns the namespace, the client ID and the certificate with
+// its key (PEM).
+func certificateConnection(t *testing.T, prefix string) (string, string, []byte) {
+	t.Helper()
+	client := uniqueName(prefix)
 	cert, pemBytes := rsaClientCertificate(t)
 	vault.AddClientCertificate(client, cert)
 	ns := newNamespace(t, nil)
@@ -290,6 +294,11 @@ func TestClientCertificateAuth(t *testing.T) {
 		TenantID: vault.TenantID(), ClientID: client,
 		ClientCertificateRef: &vaultcertv1.SecretKeyReference{Name: "kv-cert", Key: "tls.pem"},
 	}})
+	return ns, client, pemBytes
+}
+
+func TestClientCertificateAuth(t *testing.T) {
+	ns, client, _ := certificateConnection(t, "cert-client")
 	newCertificate(t, ns, seed(t, "certauth"))
 	waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
 	waitConnectionReady(t, ns, "vault", metav1.ConditionTrue, controllers.ReasonConnected)
@@ -476,45 +485,32 @@ func TestAuthenticationAndAccessFailuresNameTheFix(t *testing.T) {
 		wantMessage(t, readyMessage(vc), "AADSTS7000215", "client secret in the connection's Secret is wrong")
 		waitConnectionReady(t, ns, "vault", metav1.ConditionFalse, vaultcertv1.ReasonAuthenticationFailed)
 	})
-	t.Run("Key Vault refuses the token", func(t *testing.T) {
-		ns := newNamespace(t, nil)
-		newConnection(t, ns)
-		cert := seed(t, "refused")
-		vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Name: cert, Status: 401, Code: "Unauthorized",
-			Message: "AKV10032: Invalid issuer."})
-		t.Cleanup(vault.ClearFaults)
-		newCertificate(t, ns, cert)
-		vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonAuthenticationFailed)
-		wantMessage(t, readyMessage(vc), "refused the connection's token", "tenantID")
-	})
-	t.Run("RBAC on the certificate", func(t *testing.T) {
-		ns := newNamespace(t, nil)
-		newConnection(t, ns)
-		cert := seed(t, "rbac")
-		vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Name: cert, Status: 403, InnerCode: "ForbiddenByRbac"})
-		t.Cleanup(vault.ClearFaults)
-		newCertificate(t, ns, cert)
-		vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonAccessDenied)
-		wantMessage(t, readyMessage(vc), "Key Vault Certificate User")
-	})
-	t.Run("RBAC on the private key", func(t *testing.T) {
-		ns := newNamespace(t, nil)
-		newConnection(t, ns)
-		cert := seed(t, "rbackey")
-		vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetSecret, Name: cert, Status: 403, InnerCode: "ForbiddenByRbac"})
-		t.Cleanup(vault.ClearFaults)
-		newCertificate(t, ns, cert)
-		vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonAccessDenied)
-		wantMessage(t, readyMessage(vc), "Key Vault Secrets User")
-	})
-	t.Run("access policy", func(t *testing.T) {
-		ns := newNamespace(t, nil)
-		newConnection(t, ns)
-		cert := seed(t, "policy")
-		vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Name: cert, Status: 403, InnerCode: "AccessDenied"})
-		t.Cleanup(vault.ClearFaults)
-		newCertificate(t, ns, cert)
-		vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonAccessDenied)
-		wantMessage(t, readyMessage(vc), "access policy", "secrets get")
-	})
+	// Key Vault's refusals, each answered by the fake for one certificate: the reason and the fix in the message.
+	for _, tc := range []struct {
+		name   string
+		fault  fakevault.Fault
+		reason string
+		fix    []string
+	}{
+		{"Key Vault refuses the token", fakevault.Fault{Operation: fakevault.OpGetCertificate, Status: 401, Code: "Unauthorized",
+			Message: "AKV10032: Invalid issuer."}, vaultcertv1.ReasonAuthenticationFailed, []string{"refused the connection's token", "tenantID"}},
+		{"RBAC on the certificate", fakevault.Fault{Operation: fakevault.OpGetCertificate, Status: 403, InnerCode: "ForbiddenByRbac"},
+			vaultcertv1.ReasonAccessDenied, []string{"Key Vault Certificate User"}},
+		{"RBAC on the private key", fakevault.Fault{Operation: fakevault.OpGetSecret, Status: 403, InnerCode: "ForbiddenByRbac"},
+			vaultcertv1.ReasonAccessDenied, []string{"Key Vault Secrets User"}},
+		{"access policy", fakevault.Fault{Operation: fakevault.OpGetCertificate, Status: 403, InnerCode: "AccessDenied"},
+			vaultcertv1.ReasonAccessDenied, []string{"access policy", "secrets get"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t, nil)
+			newConnection(t, ns)
+			cert := seed(t, "refused")
+			tc.fault.Name = cert
+			vault.InjectFault(tc.fault)
+			t.Cleanup(vault.ClearFaults)
+			newCertificate(t, ns, cert)
+			vc := waitReady(t, ns, "web", metav1.ConditionFalse, tc.reason)
+			wantMessage(t, readyMessage(vc), tc.fix...)
+		})
+	}
 }
