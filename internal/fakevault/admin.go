@@ -145,6 +145,13 @@ func (s *Server) newAdminHandler() http.Handler {
 		}
 		adminJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	}
+	// action registers a bodiless route that runs f and answers ok.
+	action := func(pattern string, f func()) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			f()
+			done(w, nil)
+		})
+	}
 	mux.HandleFunc("GET /admin/{$}", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, map[string]string{"vaultURL": s.URL(), "authorityHost": s.AuthorityHost(), "tenantId": s.tenant})
 	})
@@ -229,10 +236,7 @@ func (s *Server) newAdminHandler() http.Handler {
 		}
 		adminJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("DELETE /admin/faults", func(w http.ResponseWriter, r *http.Request) {
-		s.ClearFaults()
-		done(w, nil)
-	})
+	action("DELETE /admin/faults", s.ClearFaults)
 	mux.HandleFunc("POST /admin/limit", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			RequestsPer10s int      `json:"requestsPer10s"`
@@ -249,10 +253,7 @@ func (s *Server) newAdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/counts", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Counts())
 	})
-	mux.HandleFunc("DELETE /admin/counts", func(w http.ResponseWriter, r *http.Request) {
-		s.ResetCounts()
-		done(w, nil)
-	})
+	action("DELETE /admin/counts", s.ResetCounts)
 	mux.HandleFunc("POST /admin/identities", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			ClientID       string `json:"clientId"`
@@ -338,9 +339,6 @@ func (s *Server) newAdminHandler() http.Handler {
 		s.SetIssueBackdate(r.PathValue("name"), time.Duration(body.By))
 		done(w, nil)
 	})
-	mux.HandleFunc("POST /admin/tokens/revoke", func(w http.ResponseWriter, r *http.Request) {
-		s.RevokeTokens()
-		done(w, nil)
-	})
+	action("POST /admin/tokens/revoke", s.RevokeTokens)
 	return mux
 }

@@ -412,31 +412,26 @@ func writeAADError(w http.ResponseWriter, status int, code string, aadsts int, d
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, tenant string) {
 	s.counts.add(OpToken)
-	f, latency := s.faults.match(OpToken, "", true)
-	if latency > 0 && !s.sleep(r.Context(), latency) {
+	f, finished := s.explicitFault(w, r, OpToken, "")
+	if finished {
 		return
 	}
-	if f != nil {
-		if s.applyTransportFault(w, r, f) {
-			return
+	if f != nil && f.Status != 0 {
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
 		}
-		if f.Status != 0 {
-			if f.RetryAfter != "" {
-				w.Header().Set("Retry-After", f.RetryAfter)
-			}
-			code, msg := f.Code, f.Message
-			if code == "" {
-				code = "temporarily_unavailable"
-			}
-			if msg == "" {
-				msg = "AADSTS50196: The server terminated an operation because it encountered a client request loop." // inferred
-			}
-			if f.Status == http.StatusTooManyRequests {
-				s.counts.add(OpThrottled)
-			}
-			writeAADError(w, f.Status, code, 0, msg)
-			return
+		code, msg := f.Code, f.Message
+		if code == "" {
+			code = "temporarily_unavailable"
 		}
+		if msg == "" {
+			msg = "AADSTS50196: The server terminated an operation because it encountered a client request loop." // inferred
+		}
+		if f.Status == http.StatusTooManyRequests {
+			s.counts.add(OpThrottled)
+		}
+		writeAADError(w, f.Status, code, 0, msg)
+		return
 	}
 	if r.Method != http.MethodPost {
 		writeAADError(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "AADSTS900561: The endpoint only accepts POST requests.")

@@ -13,20 +13,36 @@ import (
 // maxPageSize is the service's cap on maxresults.
 const maxPageSize = 25
 
-func (s *Server) handleGetCertificate(w http.ResponseWriter, r *http.Request, rt *route) {
+// withCert holds s.mu while find looks up the certificate name and fn answers with it;
+// a lookup error is written instead.
+func (s *Server) withCert(w http.ResponseWriter, name string, find func(string) (*certificate, *vaultError), fn func(c *certificate)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, e := s.lookupLocked(rt.name)
+	c, e := find(name)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	v := c.at(rt.version)
-	if v == nil {
-		writeError(w, errCertNotFound(rt.name, rt.version))
-		return
-	}
-	writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, v))
+	fn(c)
+}
+
+// withCertVersion holds s.mu while fn answers with the live certificate version rt names ("" = latest),
+// or writes the service's 404.
+func (s *Server) withCertVersion(w http.ResponseWriter, rt *route, fn func(c *certificate, v *version)) {
+	s.withCert(w, rt.name, s.lookupLocked, func(c *certificate) {
+		v := c.at(rt.version)
+		if v == nil {
+			writeError(w, errCertNotFound(rt.name, rt.version))
+			return
+		}
+		fn(c, v)
+	})
+}
+
+func (s *Server) handleGetCertificate(w http.ResponseWriter, r *http.Request, rt *route) {
+	s.withCertVersion(w, rt, func(c *certificate, v *version) {
+		writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, v))
+	})
 }
 
 func (s *Server) handleUpdateCertificate(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -41,35 +57,23 @@ func (s *Server) handleUpdateCertificate(w http.ResponseWriter, r *http.Request,
 			return
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.lookupLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	v := c.at(rt.version)
-	if v == nil {
-		writeError(w, errCertNotFound(rt.name, rt.version))
-		return
-	}
-	now := s.now()
-	if req.Policy != nil {
-		p, e := normalizePolicy(mergePolicy(c.policy, req.Policy))
-		if e != nil {
-			writeError(w, e)
-			return
+	s.withCertVersion(w, rt, func(c *certificate, v *version) {
+		now := s.now()
+		if req.Policy != nil {
+			if e := c.patchPolicy(req.Policy, now); e != nil {
+				writeError(w, e)
+				return
+			}
 		}
-		c.policy, c.policyUpdated, c.spec = p, now, nil
-	}
-	if req.Attributes != nil && req.Attributes.Enabled != nil {
-		v.enabled = *req.Attributes.Enabled
-	}
-	if req.Tags != nil {
-		v.tags = maps.Clone(*req.Tags)
-	}
-	v.updated = now
-	writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, v))
+		if req.Attributes != nil && req.Attributes.Enabled != nil {
+			v.enabled = *req.Attributes.Enabled
+		}
+		if req.Tags != nil {
+			v.tags = maps.Clone(*req.Tags)
+		}
+		v.updated = now
+		writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, v))
+	})
 }
 
 func (s *Server) handleDeleteCertificate(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -95,14 +99,9 @@ func (s *Server) handleGetDeleted(w http.ResponseWriter, r *http.Request, rt *ro
 }
 
 func (s *Server) handleRecover(w http.ResponseWriter, r *http.Request, rt *route) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.recoverLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, c.latest()))
+	s.withCert(w, rt.name, s.recoverLocked, func(c *certificate) {
+		writeJSON(w, http.StatusOK, s.bundleLocked(rt.base, c, c.latest()))
+	})
 }
 
 func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -116,14 +115,9 @@ func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request, rt *route) 
 }
 
 func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request, rt *route) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.lookupLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.policyJSON(rt.base, c))
+	s.withCert(w, rt.name, s.lookupLocked, func(c *certificate) {
+		writeJSON(w, http.StatusOK, s.policyJSON(rt.base, c))
+	})
 }
 
 func (s *Server) handleUpdatePolicy(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -132,20 +126,13 @@ func (s *Server) handleUpdatePolicy(w http.ResponseWriter, r *http.Request, rt *
 		writeError(w, e)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.lookupLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	p, e := normalizePolicy(mergePolicy(c.policy, &req))
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	c.policy, c.policyUpdated, c.spec = p, s.now(), nil
-	writeJSON(w, http.StatusOK, s.policyJSON(rt.base, c))
+	s.withCert(w, rt.name, s.lookupLocked, func(c *certificate) {
+		if e := c.patchPolicy(&req, s.now()); e != nil {
+			writeError(w, e)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.policyJSON(rt.base, c))
+	})
 }
 
 func (s *Server) handleListCertificates(w http.ResponseWriter, r *http.Request, rt *route) {

@@ -68,21 +68,21 @@ func newError(status int, code, inner, format string, args ...any) *vaultError {
 }
 
 func errCertNotFound(name, version string) *vaultError {
-	id := name
-	if version != "" {
-		id = name + "/" + version
-	}
-	return newError(http.StatusNotFound, CodeCertificateNotFound, "",
-		"A certificate with (name/id) %s was not found in this key vault. "+notFoundHelp, id, "certificate")
+	return errObjectNotFound(CodeCertificateNotFound, "certificate", name, version)
 }
 
 func errSecretNotFound(name, version string) *vaultError {
+	return errObjectNotFound(CodeSecretNotFound, "secret", name, version)
+}
+
+// errObjectNotFound is the service's 404 for a named object ("certificate", "secret") and optional version.
+func errObjectNotFound(code, kind, name, version string) *vaultError {
 	id := name
 	if version != "" {
 		id = name + "/" + version
 	}
-	return newError(http.StatusNotFound, CodeSecretNotFound, "",
-		"A secret with (name/id) %s was not found in this key vault. "+notFoundHelp, id, "secret")
+	return newError(http.StatusNotFound, code, "",
+		"A %s with (name/id) %s was not found in this key vault. "+notFoundHelp, kind, id, kind)
 }
 
 func errDeletedNotFound(name string) *vaultError {

@@ -188,6 +188,20 @@ func (fs *faultSet) match(op, name string, explicitOnly bool) (*Fault, time.Dura
 	return terminal, latency
 }
 
+// explicitFault matches the faults injected for an explicitly named operation (OpToken, OpChallenge),
+// waits out their latency and carries out a reset or timeout; finished reports that the request is over,
+// otherwise f is the terminal fault left for the caller to answer (nil when none).
+func (s *Server) explicitFault(w http.ResponseWriter, r *http.Request, op, name string) (f *Fault, finished bool) {
+	f, latency := s.faults.match(op, name, true)
+	if latency > 0 && !s.sleep(r.Context(), latency) {
+		return nil, true
+	}
+	if f != nil && s.applyTransportFault(w, r, f) {
+		return nil, true
+	}
+	return f, false
+}
+
 // applyTransportFault carries out a reset or a timeout and reports whether f was one.
 func (s *Server) applyTransportFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
 	switch strings.ToLower(f.Kind) {

@@ -106,25 +106,26 @@ func (s *Server) handleSetIssuer(w http.ResponseWriter, r *http.Request, rt *rou
 }
 
 func (s *Server) handleGetIssuer(w http.ResponseWriter, r *http.Request, rt *route) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ni, ok := s.issuers[strings.ToLower(rt.name)]
-	if !ok {
-		writeError(w, newError(http.StatusNotFound, "CertificateIssuerNotFound", "", "Issuer not found: %s", rt.name))
-		return
-	}
-	writeJSON(w, http.StatusOK, ni.json(rt.base, true))
+	s.answerIssuer(w, rt, false)
 }
 
 func (s *Server) handleDeleteIssuer(w http.ResponseWriter, r *http.Request, rt *route) {
+	s.answerIssuer(w, rt, true)
+}
+
+// answerIssuer answers with the issuer rt names, removing it first when remove is set, or writes the service's 404.
+func (s *Server) answerIssuer(w http.ResponseWriter, rt *route, remove bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ni, ok := s.issuers[strings.ToLower(rt.name)]
+	key := strings.ToLower(rt.name)
+	ni, ok := s.issuers[key]
 	if !ok {
 		writeError(w, newError(http.StatusNotFound, "CertificateIssuerNotFound", "", "Issuer not found: %s", rt.name))
 		return
 	}
-	delete(s.issuers, strings.ToLower(rt.name))
+	if remove {
+		delete(s.issuers, key)
+	}
 	writeJSON(w, http.StatusOK, ni.json(rt.base, true))
 }
 

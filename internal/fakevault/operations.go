@@ -113,7 +113,7 @@ func (s *Server) advanceLocked(c *certificate) {
 	}
 	v := op.version
 	fillVersion(v, chain, op.key, now)
-	if op.policy.KeyProps != nil && op.policy.KeyProps.Exportable != nil && !*op.policy.KeyProps.Exportable {
+	if keyNotExportable(op.policy) {
 		v.secretKey = nil
 	}
 	op.status = statusCompleted
@@ -349,17 +349,12 @@ func (s *Server) certForOpLocked(name string) (*certificate, *vaultError) {
 }
 
 func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request, rt *route) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.certForOpLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	if c.op.status == statusInProgress {
-		w.Header().Set("Retry-After", "10")
-	}
-	writeJSON(w, http.StatusOK, s.operationJSON(rt.base, c))
+	s.withCert(w, rt.name, s.certForOpLocked, func(c *certificate) {
+		if c.op.status == statusInProgress {
+			w.Header().Set("Retry-After", "10")
+		}
+		writeJSON(w, http.StatusOK, s.operationJSON(rt.base, c))
+	})
 }
 
 func (s *Server) handleUpdateOperation(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -368,40 +363,30 @@ func (s *Server) handleUpdateOperation(w http.ResponseWriter, r *http.Request, r
 		writeError(w, e)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.certForOpLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	if req.CancellationRequested != nil && *req.CancellationRequested && c.op.status == statusInProgress {
-		c.op.cancellationRequested = true
-		// Recorded: an Unknown-issuer operation stays inProgress with cancellation_requested true.
-		if !strings.EqualFold(c.op.issuerName, IssuerUnknown) {
-			s.finishLocked(c, statusCancelled, "", "")
+	s.withCert(w, rt.name, s.certForOpLocked, func(c *certificate) {
+		if req.CancellationRequested != nil && *req.CancellationRequested && c.op.status == statusInProgress {
+			c.op.cancellationRequested = true
+			// Recorded: an Unknown-issuer operation stays inProgress with cancellation_requested true.
+			if !strings.EqualFold(c.op.issuerName, IssuerUnknown) {
+				s.finishLocked(c, statusCancelled, "", "")
+			}
 		}
-	}
-	writeJSON(w, http.StatusOK, s.operationJSON(rt.base, c))
+		writeJSON(w, http.StatusOK, s.operationJSON(rt.base, c))
+	})
 }
 
 func (s *Server) handleDeleteOperation(w http.ResponseWriter, r *http.Request, rt *route) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.certForOpLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	body := s.operationJSON(rt.base, c)
-	if c.op.version != nil {
-		c.removeVersion(c.op.version)
-	}
-	c.op = nil
-	if len(c.versions) == 0 {
-		delete(s.certs, strings.ToLower(rt.name))
-	}
-	writeJSON(w, http.StatusOK, body)
+	s.withCert(w, rt.name, s.certForOpLocked, func(c *certificate) {
+		body := s.operationJSON(rt.base, c)
+		if c.op.version != nil {
+			c.removeVersion(c.op.version)
+		}
+		c.op = nil
+		if len(c.versions) == 0 {
+			delete(s.certs, strings.ToLower(rt.name))
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
 }
 
 func (s *Server) handleMerge(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -432,45 +417,40 @@ func (s *Server) handleMerge(w http.ResponseWriter, r *http.Request, rt *route) 
 		}
 		certs = append(certs, c)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, e := s.certForOpLocked(rt.name)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	op := c.op
-	if op.status != statusInProgress || op.version == nil {
-		writeError(w, errPendingNotFound(rt.name))
-		return
-	}
-	if !strings.EqualFold(op.issuerName, IssuerUnknown) {
-		writeError(w, errBadParameter("Merge is only allowed for certificates whose issuer is 'Unknown'.")) // inferred text
-		return
-	}
-	if !issuer.PublicKeysEqual(op.key.Public(), certs[0].PublicKey) {
-		writeError(w, errBadParameter("Public key from x5c does not match the private key of the pending certificate.")) // inferred text
-		return
-	}
-	now := s.now()
-	v := op.version
-	ordered := issuer.OrderChain(certs[0], certs)
-	fillVersion(v, ordered, op.key, now)
-	if op.preserveCertOrder {
-		v.secretOrd = certs
-	}
-	if op.policy.KeyProps != nil && op.policy.KeyProps.Exportable != nil && !*op.policy.KeyProps.Exportable {
-		v.secretKey = nil
-	}
-	if req.Attributes != nil && req.Attributes.Enabled != nil {
-		v.enabled = *req.Attributes.Enabled
-	}
-	if req.Tags != nil {
-		v.tags = maps.Clone(req.Tags)
-	}
-	op.status = statusCompleted
-	op.version = nil
-	writeJSON(w, http.StatusCreated, s.bundleLocked(rt.base, c, v))
+	s.withCert(w, rt.name, s.certForOpLocked, func(c *certificate) {
+		op := c.op
+		if op.status != statusInProgress || op.version == nil {
+			writeError(w, errPendingNotFound(rt.name))
+			return
+		}
+		if !strings.EqualFold(op.issuerName, IssuerUnknown) {
+			writeError(w, errBadParameter("Merge is only allowed for certificates whose issuer is 'Unknown'.")) // inferred text
+			return
+		}
+		if !issuer.PublicKeysEqual(op.key.Public(), certs[0].PublicKey) {
+			writeError(w, errBadParameter("Public key from x5c does not match the private key of the pending certificate.")) // inferred text
+			return
+		}
+		now := s.now()
+		v := op.version
+		ordered := issuer.OrderChain(certs[0], certs)
+		fillVersion(v, ordered, op.key, now)
+		if op.preserveCertOrder {
+			v.secretOrd = certs
+		}
+		if keyNotExportable(op.policy) {
+			v.secretKey = nil
+		}
+		if req.Attributes != nil && req.Attributes.Enabled != nil {
+			v.enabled = *req.Attributes.Enabled
+		}
+		if req.Tags != nil {
+			v.tags = maps.Clone(req.Tags)
+		}
+		op.status = statusCompleted
+		op.version = nil
+		writeJSON(w, http.StatusCreated, s.bundleLocked(rt.base, c, v))
+	})
 }
 
 // AdvanceRenewals issues a new version for every certificate whose AutoRenew lifetime action is

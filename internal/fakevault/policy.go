@@ -47,6 +47,11 @@ func isSelfIssuer(p *wirePolicy) bool {
 	return p == nil || p.Issuer == nil || p.Issuer.Name == "" || strings.EqualFold(p.Issuer.Name, IssuerSelf)
 }
 
+// keyNotExportable reports whether the policy explicitly marks the key as not exportable.
+func keyNotExportable(p *wirePolicy) bool {
+	return p.KeyProps != nil && p.KeyProps.Exportable != nil && !*p.KeyProps.Exportable
+}
+
 // normalizePolicy applies the service defaults to a create/update policy and validates it.
 func normalizePolicy(in *wirePolicy) (*wirePolicy, *vaultError) {
 	p := clonePolicy(in)
@@ -187,18 +192,10 @@ func mergePolicy(cur, patch *wirePolicy) *wirePolicy {
 			}
 			p.KeyProps.Kty = kp.Kty
 		}
-		if kp.KeySize != nil {
-			p.KeyProps.KeySize = kp.KeySize
-		}
-		if kp.Crv != "" {
-			p.KeyProps.Crv = kp.Crv
-		}
-		if kp.Exportable != nil {
-			p.KeyProps.Exportable = kp.Exportable
-		}
-		if kp.ReuseKey != nil {
-			p.KeyProps.ReuseKey = kp.ReuseKey
-		}
+		patchPtr(&p.KeyProps.KeySize, kp.KeySize)
+		patchString(&p.KeyProps.Crv, kp.Crv)
+		patchPtr(&p.KeyProps.Exportable, kp.Exportable)
+		patchPtr(&p.KeyProps.ReuseKey, kp.ReuseKey)
 	}
 	if patch.SecretProps != nil && patch.SecretProps.ContentType != "" {
 		p.SecretProps = &wireSecretProps{ContentType: patch.SecretProps.ContentType}
@@ -207,25 +204,13 @@ func mergePolicy(cur, patch *wirePolicy) *wirePolicy {
 		if p.X509Props == nil {
 			p.X509Props = &wireX509Props{}
 		}
-		if x.Subject != "" {
-			p.X509Props.Subject = x.Subject
-		}
-		if x.Sans != nil {
-			p.X509Props.Sans = x.Sans
-		}
-		if x.Ekus != nil {
-			p.X509Props.Ekus = x.Ekus
-		}
-		if x.KeyUsage != nil {
-			p.X509Props.KeyUsage = x.KeyUsage
-		}
-		if x.ValidityMonths != nil {
-			p.X509Props.ValidityMonths = x.ValidityMonths
-		}
+		patchString(&p.X509Props.Subject, x.Subject)
+		patchPtr(&p.X509Props.Sans, x.Sans)
+		patchSlice(&p.X509Props.Ekus, x.Ekus)
+		patchSlice(&p.X509Props.KeyUsage, x.KeyUsage)
+		patchPtr(&p.X509Props.ValidityMonths, x.ValidityMonths)
 	}
-	if patch.LifetimeActions != nil {
-		p.LifetimeActions = patch.LifetimeActions
-	}
+	patchSlice(&p.LifetimeActions, patch.LifetimeActions)
 	if patch.Issuer != nil {
 		if p.Issuer == nil {
 			p.Issuer = &wireIssuer{}
@@ -236,14 +221,41 @@ func mergePolicy(cur, patch *wirePolicy) *wirePolicy {
 			}
 			p.Issuer.Name = patch.Issuer.Name
 		}
-		if patch.Issuer.Cty != "" {
-			p.Issuer.Cty = patch.Issuer.Cty
-		}
-		if patch.Issuer.CertTransparency != nil {
-			p.Issuer.CertTransparency = patch.Issuer.CertTransparency
-		}
+		patchString(&p.Issuer.Cty, patch.Issuer.Cty)
+		patchPtr(&p.Issuer.CertTransparency, patch.Issuer.CertTransparency)
 	}
 	return p
+}
+
+// patchPtr sets *dst to v when a PATCH body carries the field (v non-nil).
+func patchPtr[T any](dst **T, v *T) {
+	if v != nil {
+		*dst = v
+	}
+}
+
+// patchSlice sets *dst to v when a PATCH body carries the field (v non-nil, possibly empty).
+func patchSlice[T any](dst *[]T, v []T) {
+	if v != nil {
+		*dst = v
+	}
+}
+
+// patchString sets *dst to v when a PATCH body carries the field (v non-empty).
+func patchString(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+// patchPolicy merges a PATCH policy onto the certificate's, validates it and stores it as updated at now.
+func (c *certificate) patchPolicy(patch *wirePolicy, now time.Time) *vaultError {
+	p, e := normalizePolicy(mergePolicy(c.policy, patch))
+	if e != nil {
+		return e
+	}
+	c.policy, c.policyUpdated, c.spec = p, now, nil
+	return nil
 }
 
 func keySpecOf(p *wirePolicy) issuer.KeySpec {

@@ -293,7 +293,7 @@ func (s *Server) renewFromPolicy(name string, policy *wirePolicy, reuse crypto.S
 	}
 	v := newVersion(key, chain, now)
 	v.ctype = policy.SecretProps.ContentType
-	if policy.KeyProps != nil && policy.KeyProps.Exportable != nil && !*policy.KeyProps.Exportable {
+	if keyNotExportable(policy) {
 		v.secretKey = nil
 	}
 	if l := c.latest(); l != nil {

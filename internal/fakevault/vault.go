@@ -66,18 +66,13 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 		if rt, e := resolve(r); e == nil {
 			name = rt.name
 		}
-		f, latency := s.faults.match(OpChallenge, name, true)
-		if latency > 0 && !s.sleep(r.Context(), latency) {
+		f, finished := s.explicitFault(w, r, OpChallenge, name)
+		if finished {
 			return
 		}
-		if f != nil {
-			if s.applyTransportFault(w, r, f) {
-				return
-			}
-			if f.Status != 0 {
-				s.writeFaultStatus(w, "", f)
-				return
-			}
+		if f != nil && f.Status != 0 {
+			s.writeFaultStatus(w, "", f)
+			return
 		}
 		s.writeChallenge(w, r, msgMissingToken)
 		return
