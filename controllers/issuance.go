@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
@@ -26,7 +25,8 @@ const (
 	defaultIssuancePoll = 10 * time.Second
 )
 
-// issuanceResult is what the issuance step hands back to the sync flow.
+// issuanceResult is what the issuance step hands back to the sync: go on with cert (with a note for the Ready
+// message, and a poll while a new version is issued), wait for a first version, or fail.
 type issuanceResult struct {
 	// cert is the certificate to sync (re-read when an operation just completed).
 	cert *keyvault.Certificate
@@ -34,11 +34,17 @@ type issuanceResult struct {
 	poll time.Duration
 	// note is appended to the Ready message (an overdue renewal, a failed renewal).
 	note string
-	// stop means the step decided the reconcile's outcome: return result and err.
-	stop   bool
-	result ctrl.Result
-	err    error
+	// waitFirst: no version exists yet; Ready and Issuing say why, and the sync requeues after poll.
+	waitFirst bool
+	// failure ends the sync through fail() (condition, event, retry).
+	failure *failure
 }
+
+// ends reports whether the sync stops here (waiting or failed) instead of going on with cert.
+func (res issuanceResult) ends() bool { return res.failure != nil || res.waitFirst }
+
+// failedWith is the result that ends the sync with f.
+func failedWith(f *failure) issuanceResult { return issuanceResult{failure: f} }
 
 // issuanceBackoff remembers failed issuances per VaultCertificate, so that a failing issuer is retried with
 // exponential backoff instead of on every reconcile. It is in memory: a restart retries once at once.
@@ -110,7 +116,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 
 	missing := keyvault.IsNotFound(getErr) || (getErr == nil && cert.Pending())
 	if getErr != nil && !missing {
-		return r.stopWith(ctx, vc, secret, classify(getErr, what))
+		return failedWith(classify(getErr, what))
 	}
 	refusal := issuanceRefusal(vc, conn)
 	if refusal == "" {
@@ -119,7 +125,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 
 	if missing {
 		if refusal != "" {
-			return r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonConnectionNotAllowed, message: fmt.Sprintf(
+			return failedWith(&failure{reason: vaultcertv1.ReasonConnectionNotAllowed, message: fmt.Sprintf(
 				"%s does not exist and vaultcert may not create it: %s; or create the certificate in Key Vault and vaultcert syncs it", what, refusal)})
 		}
 		op, err := kv.GetCertificateOperation(ctx, name)
@@ -129,11 +135,11 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		case err == nil && op.Failed():
 			retryAt, isNew := r.issuanceBackoff.observe(key, op.RequestID, r.now(), r.issuancePoll(nil))
 			if isNew || r.now().Before(retryAt) {
-				return r.issuanceFailed(ctx, vc, secret, op, retryAt, what)
+				return r.issuanceFailed(vc, op, retryAt, what)
 			}
 			// The backoff has passed: try again below.
 		case err != nil && !keyvault.IsNotFound(err):
-			return r.stopWith(ctx, vc, secret, classify(err, "the pending operation of "+what))
+			return failedWith(classify(err, "the pending operation of "+what))
 		}
 		// No operation, a completed one (the certificate is gone since), or a failed one due for a retry.
 		if cert != nil || (err == nil && op != nil) {
@@ -159,7 +165,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		return r.readOnly(vc, cert, key, vaultcertv1.ReasonConnectionNotAllowed,
 			"spec.issuance is not applied (the certificate is only synced): "+refusal+"; or remove spec.issuance")
 	}
-	if res, done := r.checkOwner(ctx, vc, secret, kv, cert, key, what); done {
+	if res, done := r.checkOwner(ctx, vc, kv, cert, key, what); done {
 		return res
 	}
 
@@ -168,7 +174,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 		op, err := kv.GetCertificateOperation(ctx, name)
 		switch {
 		case err != nil && !keyvault.IsNotFound(err):
-			return r.stopWith(ctx, vc, secret, classify(err, "the pending operation of "+what))
+			return failedWith(classify(err, "the pending operation of "+what))
 		case err == nil && op.Pending():
 			res := r.issuing(vc, op, false, what)
 			res.cert = cert
@@ -187,7 +193,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 			r.issuanceDone(vc, cert, key)
 			fresh, err := kv.GetCertificate(ctx, name, "")
 			if err != nil {
-				return r.stopWith(ctx, vc, secret, classify(err, what))
+				return failedWith(classify(err, what))
 			}
 			cert = fresh
 			r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonIssuing, "Issue",
@@ -205,7 +211,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 	if have == nil {
 		p, err := kv.GetCertificatePolicy(ctx, name)
 		if err != nil {
-			return r.stopWith(ctx, vc, secret, classify(err, "the policy of "+what))
+			return failedWith(classify(err, "the policy of "+what))
 		}
 		have = p
 	}
@@ -218,7 +224,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 				"spec.issuance changed (%s), which changes the certificate itself: Key Vault's policy was replaced and a new version requested", list)}, what).withCert(cert)
 		}
 		if _, err := kv.UpdateCertificatePolicy(ctx, name, want); err != nil {
-			return r.stopWith(ctx, vc, secret, classify(err, "the policy of "+what))
+			return failedWith(classify(err, "the policy of "+what))
 		}
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventPolicyUpdated, "UpdatePolicy",
 			"spec.issuance changed (%s): Key Vault's policy of %q was updated; it applies from the next version, so no new version was requested", list, name)
@@ -254,7 +260,7 @@ func (r *VaultCertificateReconciler) reconcileIssuance(ctx context.Context, vc *
 
 // withCert makes a non-stopping result carry the certificate to sync.
 func (res issuanceResult) withCert(cert *keyvault.Certificate) issuanceResult {
-	if !res.stop && res.cert == nil {
+	if !res.ends() && res.cert == nil {
 		res.cert = cert
 	}
 	return res
@@ -280,7 +286,7 @@ func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vau
 	log := logf.FromContext(ctx)
 	name := vc.Spec.CertificateName
 	if !req.missing && !req.manual {
-		if res, stop := r.dailyLimit(ctx, vc, secret, kv, req.why, what); stop {
+		if res, stop := r.dailyLimit(ctx, vc, kv, req.why, what); stop {
 			return res
 		}
 	}
@@ -293,23 +299,23 @@ func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vau
 		return r.issuing(vc, op, req.missing, what)
 	case asConflict(err, &conflict) && conflict.InnerCode == "ObjectIsDeletedButRecoverable" && vc.Spec.Issuance.RecoverSoftDeleted:
 		if rerr := kv.RecoverDeletedCertificate(ctx, name); rerr != nil {
-			return r.stopWith(ctx, vc, secret, classify(rerr, "the soft-deleted "+what))
+			return failedWith(classify(rerr, "the soft-deleted "+what))
 		}
 		msg := fmt.Sprintf("certificate %q was soft-deleted in Key Vault; recovered it (spec.issuance.recoverSoftDeleted: true) with its versions and policy", name)
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventRecovered, "Recover", "%s", msg)
 		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing,
 			msg+"; waiting for Key Vault to finish the recovery")
 		// Recovery is asynchronous: read the certificate again shortly.
-		return issuanceResult{stop: true, result: ctrl.Result{RequeueAfter: r.issuancePoll(nil)}}
+		return issuanceResult{waitFirst: true, poll: r.issuancePoll(nil)}
 	case asConflict(err, &conflict) && conflict.InnerCode == "":
 		// Another operation is pending (someone else's create, or Key Vault's AutoRenew): follow it.
 		pending, gerr := kv.GetCertificateOperation(ctx, name)
 		if gerr == nil && pending.Pending() {
 			return r.issuing(vc, pending, req.missing, what)
 		}
-		return r.stopWith(ctx, vc, secret, classify(err, what))
+		return failedWith(classify(err, what))
 	default:
-		return r.stopWith(ctx, vc, secret, classify(err, what))
+		return failedWith(classify(err, what))
 	}
 }
 
@@ -332,22 +338,20 @@ func (r *VaultCertificateReconciler) issuing(vc *vaultcertv1.VaultCertificate, o
 	poll := r.issuancePoll(op)
 	if missing {
 		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing, msg)
-		return issuanceResult{stop: true, result: ctrl.Result{RequeueAfter: poll}}
+		return issuanceResult{waitFirst: true, poll: poll}
 	}
 	return issuanceResult{poll: poll}
 }
 
 // issuanceFailed reports a failed first issuance: Ready=False IssuanceFailed with Key Vault's error, retried
 // at retryAt.
-func (r *VaultCertificateReconciler) issuanceFailed(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
-	op *keyvault.Operation, retryAt time.Time, what string) issuanceResult {
+func (r *VaultCertificateReconciler) issuanceFailed(vc *vaultcertv1.VaultCertificate, op *keyvault.Operation, retryAt time.Time, what string) issuanceResult {
 	msg := fmt.Sprintf("Key Vault could not issue %s (issuer %s, operation %s): %s; vaultcert retries with backoff",
 		what, displayIssuer(op.IssuerName), op.Status, op.Problem())
 	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionIssuing, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed, msg)
 	vc.Status.CSR = ""
-	res := r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonIssuanceFailed, message: msg,
+	return failedWith(&failure{reason: vaultcertv1.ReasonIssuanceFailed, message: msg,
 		retryAfter: max(retryAt.Sub(r.now()), time.Millisecond)})
-	return res
 }
 
 // issuanceDone clears the Issuing condition and the CSR once no operation is in flight.
@@ -355,12 +359,6 @@ func (r *VaultCertificateReconciler) issuanceDone(vc *vaultcertv1.VaultCertifica
 	meta.RemoveStatusCondition(&vc.Status.Conditions, vaultcertv1.ConditionIssuing)
 	vc.Status.CSR = ""
 	r.issuanceBackoff.reset(key)
-}
-
-// stopWith ends the reconcile with a classified failure.
-func (r *VaultCertificateReconciler) stopWith(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret, f *failure) issuanceResult {
-	res, err := r.fail(ctx, vc, secret, f)
-	return issuanceResult{stop: true, result: res, err: err}
 }
 
 // asConflict is errors.As for a 409.

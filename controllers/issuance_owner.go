@@ -240,18 +240,18 @@ func (r *VaultCertificateReconciler) retryFirstVersion(ctx context.Context, vc *
 	kv keyvault.Client, cert *keyvault.Certificate, what string) (issuanceResult, bool) {
 	own, err := r.ownershipOf(ctx, vc, kv, cert)
 	if err != nil {
-		return r.stopWith(ctx, vc, secret, classify(err, "the versions of "+what)), true
+		return failedWith(classify(err, "the versions of "+what)), true
 	}
 	if own.owner != nil {
-		return r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonIssuing, message: fmt.Sprintf(
+		return failedWith(&failure{reason: vaultcertv1.ReasonIssuing, message: fmt.Sprintf(
 			"%s has no usable version yet, and its first version was requested by %s: this VaultCertificate waits for it and asks for nothing",
 			what, own.owner.describe(r.issuanceSettings().clusterID))}), true
 	}
-	if res, done := r.dailyLimit(ctx, vc, secret, kv, "its first version failed", what); done {
-		if res.stop {
+	if res, done := r.dailyLimit(ctx, vc, kv, "its first version failed", what); done {
+		if res.ends() {
 			return res, true
 		}
-		return r.stopWith(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonIssuanceFailed, message: res.note}), true
+		return failedWith(&failure{reason: vaultcertv1.ReasonIssuanceFailed, message: res.note}), true
 	}
 	return issuanceResult{}, false
 }
@@ -271,11 +271,10 @@ func (r *VaultCertificateReconciler) readOnly(vc *vaultcertv1.VaultCertificate, 
 
 // checkOwner applies the ownership rule to an existing certificate: it returns done=true with a read-only
 // result when vc must not change it, and adopts an unowned certificate when vc carries vaultcert.io/adopt.
-func (r *VaultCertificateReconciler) checkOwner(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
-	kv keyvault.Client, cert *keyvault.Certificate, key types.NamespacedName, what string) (issuanceResult, bool) {
+func (r *VaultCertificateReconciler) checkOwner(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client, cert *keyvault.Certificate, key types.NamespacedName, what string) (issuanceResult, bool) {
 	own, err := r.ownershipOf(ctx, vc, kv, cert)
 	if err != nil {
-		return r.stopWith(ctx, vc, secret, classify(err, "the versions of "+what)), true
+		return failedWith(classify(err, "the versions of "+what)), true
 	}
 	name := vc.Spec.CertificateName
 	cluster := r.issuanceSettings().clusterID
@@ -299,7 +298,7 @@ func (r *VaultCertificateReconciler) checkOwner(ctx context.Context, vc *vaultce
 	// adopting at once: the last write wins, and the other turns read-only on its next reconcile.
 	tags := withTags(cert.Tags, r.ownerTags(vc))
 	if err := kv.SetCertificateTags(ctx, name, cert.Version, tags); err != nil {
-		return r.stopWith(ctx, vc, secret, classify(err, what)), true
+		return failedWith(classify(err, what)), true
 	}
 	cert.Tags = tags
 	r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventAdopted, "Issue",
@@ -352,8 +351,7 @@ func (r *VaultCertificateReconciler) requestHistory(ctx context.Context, vc *vau
 // daily limit of versions for the certificate: Issuing=False IssuanceFailed with the count, a Warning event,
 // and the same in the Ready message; the Secret keeps following Key Vault. The first request after a spec
 // change is let through, so a fixed spec is acted on.
-func (r *VaultCertificateReconciler) dailyLimit(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
-	kv keyvault.Client, why, what string) (issuanceResult, bool) {
+func (r *VaultCertificateReconciler) dailyLimit(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client, why, what string) (issuanceResult, bool) {
 	if c, ok := capped(vc); ok {
 		return issuanceResult{note: c.Message}, true
 	}
@@ -361,7 +359,7 @@ func (r *VaultCertificateReconciler) dailyLimit(ctx context.Context, vc *vaultce
 	count, thisGeneration, err := r.requestHistory(ctx, vc, kv, r.now())
 	if err != nil {
 		// Without the count the limit cannot be kept: request nothing.
-		return r.stopWith(ctx, vc, secret, classify(err, "the versions of "+what)), true
+		return failedWith(classify(err, "the versions of "+what)), true
 	}
 	if count < limit || !thisGeneration {
 		return issuanceResult{}, false

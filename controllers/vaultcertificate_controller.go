@@ -185,8 +185,12 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	var issued issuanceResult
 	if vc.Spec.Issuance != nil && vc.Spec.Version == "" {
 		// Issuance (issuance.go): create when missing, follow a pending operation, keep the policy, renew.
-		if issued = r.reconcileIssuance(ctx, vc, secret, conn, kv, cert, err, what); issued.stop {
-			return issued.result, issued.err
+		issued = r.reconcileIssuance(ctx, vc, secret, conn, kv, cert, err, what)
+		switch {
+		case issued.failure != nil:
+			return r.fail(ctx, vc, secret, issued.failure)
+		case issued.waitFirst:
+			return ctrl.Result{RequeueAfter: issued.poll}, nil
 		}
 		cert, err = issued.cert, nil
 	}
