@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -36,6 +38,9 @@ type resolvedConnection struct {
 	config keyvault.Config
 	// cluster is the ClusterVaultConnection behind it; nil for a VaultConnection.
 	cluster *vaultcertv1.ClusterVaultConnection
+	// revision changes whenever the connection's spec or a credential object it reads changes; it names no
+	// secret material, so it can be recorded in status (status.connectionRevision).
+	revision string
 }
 
 // The controller reads the ServiceAccounts connections name (directly, not cached) and asks for their tokens;
@@ -54,6 +59,8 @@ type connectionResolver struct {
 	getenv func(string) string
 	// hosts is the admin's allow-list of vault and authority hosts for VaultConnections.
 	hosts hostpolicy.Policy
+	// read records the credential objects read (kind, namespace, name, resourceVersion) for the revision.
+	read []string
 }
 
 // forCertificate resolves the connection a VaultCertificate names and checks it may use it.
@@ -68,14 +75,32 @@ func (r *connectionResolver) forCertificate(ctx context.Context, vc *vaultcertv1
 		if err := r.admits(ctx, &conn, vc.Namespace); err != nil {
 			return nil, err
 		}
-		return r.forCluster(ctx, &conn)
+		return r.revised(r.forCluster(ctx, &conn))
 	default:
 		var conn vaultcertv1.VaultConnection
 		if err := r.client.Get(ctx, types.NamespacedName{Namespace: vc.Namespace, Name: ref.Name}, &conn); err != nil {
 			return nil, notReadyIfMissing(err, fmt.Sprintf("VaultConnection %q not found in namespace %q: create it or fix spec.connectionRef", ref.Name, vc.Namespace))
 		}
-		return r.forNamespaced(ctx, &conn)
+		return r.revised(r.forNamespaced(ctx, &conn))
 	}
+}
+
+// revised stamps a resolved connection with its revision: a hash of its key, its configuration without secret
+// values, and the resourceVersions of the credential objects read. Credentials rotated in a Secret change it.
+func (r *connectionResolver) revised(conn *resolvedConnection, err error) (*resolvedConnection, error) {
+	if err != nil {
+		return nil, err
+	}
+	c := conn.config
+	h := sha256.New()
+	for _, f := range append([]string{conn.key.String(), c.VaultURL, c.Cloud.AuthorityHost,
+		fmt.Sprint(c.Cloud.DisableInstanceDiscovery, c.Cloud.DisableChallengeResourceVerification), string(c.Cloud.CABundle),
+		string(c.Auth.Method), c.Auth.TenantID, c.Auth.ClientID, c.Auth.AssertionKey, c.Auth.TokenFile,
+		strings.Join(c.AllowedHosts, ",")}, r.read...) {
+		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	conn.revision = hex.EncodeToString(h.Sum(nil))[:16]
+	return conn, nil
 }
 
 func notReadyIfMissing(err error, message string) error {
@@ -325,6 +350,7 @@ func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownName
 	}
 	a.Assertion = newServiceAccountTokenSource(r.client, namespace, ref.Name).Token
 	a.AssertionKey = fmt.Sprintf("serviceaccount:%s/%s/%s", namespace, ref.Name, sa.UID)
+	r.read = append(r.read, "serviceaccount:"+namespace+"/"+ref.Name+"@"+sa.ResourceVersion)
 	return a, nil
 }
 
@@ -356,6 +382,7 @@ func (r *connectionResolver) secretValue(ctx context.Context, what, ownNamespace
 		return nil, err
 	}
 	value := secret.Data[ref.Key]
+	r.read = append(r.read, "secret:"+namespace+"/"+ref.Name+"@"+secret.ResourceVersion)
 	if len(value) > maxCredentialBytes {
 		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
 			message: fmt.Sprintf("%s: key %q of credential Secret %s/%s holds %d bytes; a client secret or certificate is at most %d", what, ref.Key, namespace, ref.Name, len(value), maxCredentialBytes)}

@@ -2,69 +2,90 @@ package controllers
 
 import (
 	"sync"
-	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
-// syncedState is what the last successful reconcile of one VaultCertificate established: the inputs it acted on
-// and what it wrote. Key Vault calls are what users pay for; a reconcile whose inputs are unchanged, whose Secret
-// still holds what was written and whose refresh is not yet due has nothing to ask Key Vault. The typical case is
-// the reconcile that the controller's own Secret write triggers through the Secret watch.
-type syncedState struct {
-	uid        types.UID
-	generation int64
-	// triggers are the annotations that ask for action (refresh, renew, adopt).
-	triggers string
-	// connection is the connection config's fingerprint (vault, identity, credential material).
-	connection string
-	specHash   string
-	version    string
-	thumbprint string
-	// secretVersion is the Secret's resourceVersion after that reconcile: the same one now means it still
-	// holds exactly what was checked or written.
+// Whether Key Vault is asked is decided by decide.KeyVaultDue from the object, its status and its Secret; the two
+// caches below only spare work, and a restart that loses them reaches the same decisions.
+
+// writtenStatus is read-your-writes for status: the status this process last patched onto each VaultCertificate,
+// with the resourceVersion the patch was computed from. A reconcile that reads that same resourceVersion from the
+// informer (which has not seen the patch yet) uses the written status instead of deciding on an old one.
+type writtenStatus struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]writtenEntry
+}
+
+type writtenEntry struct {
+	readVersion string
+	status      vaultcertv1.VaultCertificateStatus
+}
+
+// remember records status as written over the object read at readVersion.
+func (w *writtenStatus) remember(key types.NamespacedName, readVersion string, status *vaultcertv1.VaultCertificateStatus) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[types.NamespacedName]writtenEntry{}
+	}
+	w.m[key] = writtenEntry{readVersion: readVersion, status: *status.DeepCopy()}
+}
+
+// overlay replaces vc's status with the one written over it, when vc is that older object.
+func (w *writtenStatus) overlay(vc *vaultcertv1.VaultCertificate) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
+	e, ok := w.m[key]
+	switch {
+	case !ok:
+	case e.readVersion == vc.ResourceVersion:
+		vc.Status = *e.status.DeepCopy()
+	default:
+		delete(w.m, key) // the informer has moved on: it holds our write, or a newer one
+	}
+}
+
+// forget drops a deleted VaultCertificate.
+func (w *writtenStatus) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m, key)
+}
+
+// verifiedSecrets remembers, per VaultCertificate, the resourceVersion of the Secret whose data this process last
+// wrote or checked, so a reconcile with nothing due needs not read the Secret's data again.
+type verifiedSecrets struct{ m sync.Map } // types.NamespacedName -> verifiedEntry
+
+type verifiedEntry struct {
+	uid           types.UID
 	secretVersion string
-	// nextCheck is when Key Vault must be asked again.
-	nextCheck time.Time
 }
 
-// syncMemory holds the syncedState of every VaultCertificate this process reconciled successfully. It lives in
-// memory only: after a restart every certificate is checked against Key Vault once, which is the safe default.
-type syncMemory struct{ states sync.Map } // types.NamespacedName -> syncedState
-
-// inputs is the part of syncedState known before asking Key Vault.
-func syncInputs(vc *vaultcertv1.VaultCertificate, conn keyvault.Config, hash string) syncedState {
-	return syncedState{
-		uid:        vc.UID,
-		generation: vc.Generation,
-		triggers: vc.Annotations[vaultcertv1.AnnotationRefresh] + "\x00" + vc.Annotations[vaultcertv1.AnnotationRenew] +
-			"\x00" + vc.Annotations[vaultcertv1.AnnotationAdopt],
-		connection: conn.Fingerprint(),
-		specHash:   hash,
-	}
+func (v *verifiedSecrets) holds(vc *vaultcertv1.VaultCertificate, secretVersion string) bool {
+	got, ok := v.m.Load(types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name})
+	return ok && secretVersion != "" && got.(verifiedEntry) == verifiedEntry{uid: vc.UID, secretVersion: secretVersion}
 }
 
-// fresh reports whether Key Vault need not be asked now, and when it must be.
-// secretVersion is the resourceVersion of the Secret as cached now.
-func (m *syncMemory) fresh(key types.NamespacedName, now syncedState, secretVersion string, at time.Time) (time.Duration, bool) {
-	v, ok := m.states.Load(key)
-	if !ok {
-		return 0, false
-	}
-	last := v.(syncedState)
-	if last.uid != now.uid || last.generation != now.generation || last.triggers != now.triggers ||
-		last.connection != now.connection || last.specHash != now.specHash || !at.Before(last.nextCheck) ||
-		secretVersion == "" || secretVersion != last.secretVersion {
-		return 0, false
-	}
-	return last.nextCheck.Sub(at), true
+func (v *verifiedSecrets) remember(vc *vaultcertv1.VaultCertificate, secretVersion string) {
+	v.m.Store(types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}, verifiedEntry{uid: vc.UID, secretVersion: secretVersion})
 }
 
-// remember records a successful reconcile.
-func (m *syncMemory) remember(key types.NamespacedName, s syncedState) { m.states.Store(key, s) }
+func (v *verifiedSecrets) forget(key types.NamespacedName) { v.m.Delete(key) }
 
-// forget drops the record, so the next reconcile asks Key Vault.
-func (m *syncMemory) forget(key types.NamespacedName) { m.states.Delete(key) }
+// holdsStatusVersion reports whether the Secret holds exactly what the status says was synced: the version and
+// thumbprint, the spec's shape (hash), valid data and vaultcert's metadata. Checked without Key Vault.
+func holdsStatusVersion(vc *vaultcertv1.VaultCertificate, secret *corev1.Secret, hash string) bool {
+	if secret == nil {
+		return false
+	}
+	held := &keyvault.Certificate{Version: vc.Status.Version, Thumbprint: vc.Status.Thumbprint}
+	_, _, needed := decide.NeedsSync(&decide.SyncInput{VC: vc, Secret: secret, Cert: held, SpecHash: hash})
+	return !needed
+}

@@ -148,9 +148,10 @@ func TestIssuanceDailyLimitStopsALoop(t *testing.T) {
 		t.Fatalf("creates = %d after more reconciles, want still 5", n)
 	}
 
-	// A restarted controller has no memory and the status may have lost the condition: the count comes
-	// from Key Vault (the versions' tags), and still nothing is requested.
+	// A restarted controller has no memory and the status may have lost the condition: at its next look at
+	// Key Vault (here a refresh request) the count comes from the versions' tags, and still nothing is requested.
 	clearIssuing(t, ns, "web")
+	refresh(t, ns, "web")
 	fresh := &controllers.VaultCertificateReconciler{
 		Client: k8s, APIReader: k8s, Recorder: events.NewFakeRecorder(100),
 		Factory: keyvault.NewFactory(keyvault.FactoryOptions{}), TerminalRetry: 2 * time.Second,

@@ -8,10 +8,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/controllers"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
+	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
 // TestExpiredVersionDoesNotReplaceValidSecret: a new version whose leaf has already expired is refused while the
@@ -175,5 +180,38 @@ func TestKStatusConditions(t *testing.T) {
 		if c := meta.FindStatusCondition(vc.Status.Conditions, typ); c != nil {
 			t.Errorf("%s still set once Ready: %+v", typ, c)
 		}
+	}
+}
+
+// TestRestartedControllerAsksKeyVaultNothing: whether Key Vault is asked is decided from the object, its status
+// and its Secret, not from process memory: a second controller (a restart, another replica) reconciling an
+// up-to-date certificate makes no Key Vault call; a refresh request makes exactly one.
+func TestRestartedControllerAsksKeyVaultNothing(t *testing.T) {
+	ns := newNamespace(t, nil)
+	newConnection(t, ns)
+	name := seed(t, "restart")
+	newCertificate(t, ns, name)
+	waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+	other := &controllers.VaultCertificateReconciler{
+		Client: k8s, APIReader: k8s, Recorder: events.NewFakeRecorder(100),
+		Factory: keyvault.NewFactory(keyvault.FactoryOptions{}), TerminalRetry: 2 * time.Second, HostPolicy: loopbackHostPolicy(),
+	}
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "web"}}
+	before := vault.CountFor(fakevault.OpGetCertificate, name) + vault.CountFor(fakevault.OpGetSecret, name)
+	for i := 0; i < 3; i++ {
+		res, err := other.Reconcile(context.Background(), req)
+		if err != nil || res.RequeueAfter < 30*time.Minute {
+			t.Fatalf("reconcile %d: %v, requeue after %v (want the next refresh, about an hour)", i, err, res.RequeueAfter)
+		}
+	}
+	if n := vault.CountFor(fakevault.OpGetCertificate, name) + vault.CountFor(fakevault.OpGetSecret, name); n != before {
+		t.Fatalf("a controller without memory asked Key Vault %d times about an up-to-date certificate", n-before)
+	}
+	refresh(t, ns, "web")
+	if _, err := other.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if n := vault.CountFor(fakevault.OpGetCertificate, name); n == 0 {
+		t.Fatal("a refresh request did not ask Key Vault")
 	}
 }

@@ -74,8 +74,10 @@ type VaultCertificateReconciler struct {
 	// pauses emits one Warning event per vault pause (see pauseReporter).
 	pauses pauseReporter
 
-	// synced remembers what each successful reconcile established, to skip Key Vault until a refresh is due.
-	synced syncMemory
+	// written and verified are caches (a restart loses nothing but work): the status this process last wrote,
+	// until the informer has it, and the Secret resourceVersion whose data was last written or checked.
+	written  writtenStatus
+	verified verifiedSecrets
 
 	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
 	credentials *credentialWatcher
@@ -93,12 +95,14 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	var vc vaultcertv1.VaultCertificate
 	if err := r.Get(ctx, req.NamespacedName, &vc); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.synced.forget(req.NamespacedName)
+			r.written.forget(req.NamespacedName)
+			r.verified.forget(req.NamespacedName)
 			r.issuanceBackoff.reset(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
+	r.written.overlay(&vc)
 	if !vc.DeletionTimestamp.IsZero() {
 		// The owned Secret (deletionPolicy Delete) goes with garbage collection; Retain keeps it.
 		return ctrl.Result{}, nil
@@ -118,6 +122,7 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 			}
 			return ctrl.Result{}, perr
 		}
+		r.written.remember(req.NamespacedName, before.ResourceVersion, &vc.Status)
 	}
 	return result, err
 }
@@ -159,14 +164,14 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	if err != nil {
 		return r.fail(ctx, vc, secret, classify(err, "the PKCS12 password"))
 	}
-	key := types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}
-	state := syncInputs(vc, conn.config, specHash(&vc.Spec, passwordVersion))
+	hash := specHash(&vc.Spec, passwordVersion)
 	if cached != nil && secret == nil {
-		if wait, fresh := r.synced.fresh(key, state, cached.ResourceVersion, now); fresh {
-			// Nothing changed since the last successful sync, the Secret is the one written then, and no refresh
-			// is due (typically the reconcile our own Secret write triggered): neither Key Vault nor the API
-			// server is asked.
-			return ctrl.Result{RequeueAfter: wait}, nil
+		// Is Key Vault due? Decided from the object, its status and the Secret's metadata alone, so a restart or
+		// another replica decides the same. The typical "no" is the reconcile our own Secret write triggered.
+		due := decide.KeyVaultDue(decide.DueInput{VC: vc, Secret: &cached.ObjectMeta, SpecHash: hash,
+			VaultURL: conn.config.VaultURL, ConnectionRevision: conn.revision, Now: now})
+		if due == "" && r.verified.holds(vc, cached.ResourceVersion) {
+			return ctrl.Result{RequeueAfter: vc.Status.NextRefreshTime.Sub(now)}, nil
 		}
 		if secret, err = r.readSecret(ctx, vc.Namespace, vc.Spec.SecretName); err != nil {
 			return ctrl.Result{}, err
@@ -174,8 +179,12 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 		if secret != nil && !isManagedBy(secret, vc) {
 			return r.fail(ctx, vc, secret, secretConflict(vc))
 		}
+		if due == "" && holdsStatusVersion(vc, secret, hash) {
+			// Not seen since this process started (or edited since): its data still is what the status says.
+			r.verified.remember(vc, secret.ResourceVersion)
+			return ctrl.Result{RequeueAfter: vc.Status.NextRefreshTime.Sub(now)}, nil
+		}
 	}
-	r.synced.forget(key)
 
 	what := fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.config.VaultURL)
 	if vc.Spec.Version != "" {
@@ -210,7 +219,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	if f := notWorseThanHeld(vc, secret, cert, now); f != nil {
 		return r.fail(ctx, vc, secret, f)
 	}
-	in := &decide.SyncInput{VC: vc, Secret: secret, Cert: cert, SpecHash: state.specHash}
+	in := &decide.SyncInput{VC: vc, Secret: secret, Cert: cert, SpecHash: hash}
 	secretVersion := ""
 	if secret != nil {
 		secretVersion = secret.ResourceVersion
@@ -255,8 +264,10 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 		// A new version is being issued: poll its operation rather than wait for the refresh interval.
 		next = min(next, issued.poll)
 	}
-	state.version, state.thumbprint, state.nextCheck, state.secretVersion = cert.Version, vc.Status.Thumbprint, now.Add(next), secretVersion
-	r.synced.remember(key, state)
+	// What this sync acted on, so the next reconcile can tell whether anything asks for Key Vault again.
+	vc.Status.LastRefreshRequest = vc.Annotations[vaultcertv1.AnnotationRefresh]
+	vc.Status.ConnectionRevision = conn.revision
+	r.verified.remember(vc, secretVersion)
 	return ctrl.Result{RequeueAfter: next}, nil
 }
 

@@ -324,6 +324,14 @@ type VaultCertificateStatus struct {
 	// lastRenewRequest is the last value of the vaultcert.io/renew annotation that was acted on.
 	// +optional
 	LastRenewRequest string `json:"lastRenewRequest,omitempty"`
+	// lastRefreshRequest is the last value of the vaultcert.io/refresh annotation that was acted on: a new value
+	// asks Key Vault at once.
+	// +optional
+	LastRefreshRequest string `json:"lastRefreshRequest,omitempty"`
+	// connectionRevision identifies the connection configuration and credential objects (by resourceVersion,
+	// never their content) the last sync used: when it changes, Key Vault is asked again at once.
+	// +optional
+	ConnectionRevision string `json:"connectionRevision,omitempty"`
 }
 
 // VaultCertificate keeps a Kubernetes TLS Secret in step with an Azure Key Vault certificate.
