@@ -527,15 +527,21 @@ func TestOverdueRenewalIsRequested(t *testing.T) {
 		})
 
 	waitEvent(t, ns, vaultcertv1.ReasonIssuing, "Key Vault has produced no new version")
+	var have string
 	eventually(t, "a fresh version in the Secret", func() (bool, string) {
 		s := getSecret(t, ns, "web-tls")
 		if s == nil {
 			return false, "no Secret"
 		}
-		have := s.Annotations[vaultcertv1.AnnotationVersion]
+		have = s.Annotations[vaultcertv1.AnnotationVersion]
 		return have != "" && have != old.Version, "Secret at " + have
 	})
-	vc := waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+	// The status is written after the Secret, at the end of the same reconcile.
+	var vc *vaultcertv1.VaultCertificate
+	eventually(t, "the status at the Secret's version", func() (bool, string) {
+		vc = waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+		return vc.Status.Version == have, "status at " + vc.Status.Version
+	})
 	if !vc.Status.NotAfter.After(time.Now().Add(25 * 24 * time.Hour)) {
 		t.Errorf("the Secret should hold the renewed certificate, expiring %v", vc.Status.NotAfter)
 	}
