@@ -127,148 +127,228 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	return result, err
 }
 
-// reconcile runs the flow of DESIGN.md: connection -> certificate metadata -> sync checks -> (secret fetch,
-// decode, validate, apply) -> status -> requeue.
+// syncRun is one reconcile of one VaultCertificate: what each step learns, for the steps after it.
+type syncRun struct {
+	vc  *vaultcertv1.VaultCertificate
+	now time.Time
+	// cached is the Secret's metadata from the cache (only labelled Secrets are there); nil when absent.
+	cached *metav1.PartialObjectMetadata
+	// secret is the Secret with its data once read from the API server; nil when there is none or not read yet.
+	secret *corev1.Secret
+	conn   *resolvedConnection
+	kv     keyvault.Client
+	// hash is the spec hash (with the PKCS12 password Secret's version); password is that password.
+	hash, password string
+	hasPassword    bool
+	// what names the certificate in messages.
+	what string
+}
+
+// reconcile runs the flow of DESIGN.md, one step a line: the Secret as it is -> the connection -> is Key Vault
+// due? -> the version to hold (issuance first) -> the Secret -> status and the next refresh.
 func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcertv1.VaultCertificate) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
-	now := r.now()
-
-	// The cache holds only the metadata of labelled Secrets. One of ours is read from the API server only when
-	// the sync needs its data; any other (or none) is read now, to see it is not ours to overwrite.
-	cached, err := r.cachedSecret(ctx, vc)
-	if err != nil {
-		return ctrl.Result{}, err
+	run := &syncRun{vc: vc, now: r.now()}
+	if f, err := r.observeSecret(ctx, run); f != nil || err != nil {
+		return r.failOr(ctx, run, f, err)
 	}
-	var secret *corev1.Secret
-	if cached == nil || !isManagedBy(cached, vc) {
-		if secret, err = r.readSecret(ctx, vc.Namespace, vc.Spec.SecretName); err != nil {
-			return ctrl.Result{}, err
+	if f := r.connect(ctx, run); f != nil {
+		return r.fail(ctx, vc, run.secret, f)
+	}
+	if upToDate, f, err := r.upToDate(ctx, run); f != nil || err != nil || upToDate {
+		if upToDate {
+			return ctrl.Result{RequeueAfter: vc.Status.NextRefreshTime.Sub(run.now)}, nil
 		}
-		if secret != nil && !isManagedBy(secret, vc) {
-			return r.fail(ctx, vc, secret, secretConflict(vc))
-		}
+		return r.failOr(ctx, run, f, err)
 	}
-
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
-	conn, err := resolver.forCertificate(ctx, vc)
-	if err != nil {
-		return r.fail(ctx, vc, secret, classify(err, "the connection"))
+	cert, issued := r.versionToHold(ctx, run)
+	switch {
+	case issued.failure != nil:
+		return r.fail(ctx, vc, run.secret, issued.failure)
+	case issued.waitFirst:
+		return ctrl.Result{RequeueAfter: issued.poll}, nil
 	}
-	kv, err := r.Factory.Client(conn.key.String(), conn.config)
-	if err != nil {
-		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonConnectionNotReady, err: err,
-			message: fmt.Sprintf("cannot use %s: %v", vc.Spec.ConnectionRef.Name, err)})
-	}
-
-	password, passwordVersion, err := r.pkcs12Password(ctx, vc)
-	if err != nil {
-		return r.fail(ctx, vc, secret, classify(err, "the PKCS12 password"))
-	}
-	hash := specHash(&vc.Spec, passwordVersion)
-	if cached != nil && secret == nil {
-		// Is Key Vault due? Decided from the object, its status and the Secret's metadata alone, so a restart or
-		// another replica decides the same. The typical "no" is the reconcile our own Secret write triggered.
-		due := decide.KeyVaultDue(decide.DueInput{VC: vc, Secret: &cached.ObjectMeta, SpecHash: hash,
-			VaultURL: conn.config.VaultURL, ConnectionRevision: conn.revision, Now: now})
-		if due == "" && r.verified.holds(vc, cached.ResourceVersion) {
-			return ctrl.Result{RequeueAfter: vc.Status.NextRefreshTime.Sub(now)}, nil
-		}
-		if secret, err = r.readSecret(ctx, vc.Namespace, vc.Spec.SecretName); err != nil {
-			return ctrl.Result{}, err
-		}
-		if secret != nil && !isManagedBy(secret, vc) {
-			return r.fail(ctx, vc, secret, secretConflict(vc))
-		}
-		if due == "" && holdsStatusVersion(vc, secret, hash) {
-			// Not seen since this process started (or edited since): its data still is what the status says.
-			r.verified.remember(vc, secret.ResourceVersion)
-			return ctrl.Result{RequeueAfter: vc.Status.NextRefreshTime.Sub(now)}, nil
-		}
-	}
-
-	what := fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.config.VaultURL)
-	if vc.Spec.Version != "" {
-		what = fmt.Sprintf("version %s of %s", vc.Spec.Version, what)
-	}
-	cert, err := kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
-	var issued issuanceResult
-	if vc.Spec.Issuance != nil && vc.Spec.Version == "" {
-		// Issuance (issuance.go): create when missing, follow a pending operation, keep the policy, renew.
-		issued = r.reconcileIssuance(ctx, vc, secret, conn, kv, cert, err, what)
-		switch {
-		case issued.failure != nil:
-			return r.fail(ctx, vc, secret, issued.failure)
-		case issued.waitFirst:
-			return ctrl.Result{RequeueAfter: issued.poll}, nil
-		}
-		cert, err = issued.cert, nil
-	}
-	if err != nil {
-		return r.fail(ctx, vc, secret, classify(err, what))
-	}
-	if !cert.Enabled {
-		held := "no version"
-		if secret != nil && secret.Annotations[vaultcertv1.AnnotationVersion] != "" {
-			held = "version " + secret.Annotations[vaultcertv1.AnnotationVersion]
-		}
-		return r.fail(ctx, vc, secret, &failure{reason: vaultcertv1.ReasonCertificateDisabled, message: fmt.Sprintf(
-			"version %s of %s is disabled in Key Vault; the Secret keeps %s: enable the version, or pin an enabled one in spec.version",
-			cert.Version, what, held)})
-	}
-
-	if f := notWorseThanHeld(vc, secret, cert, now); f != nil {
-		return r.fail(ctx, vc, secret, f)
-	}
-	in := &decide.SyncInput{VC: vc, Secret: secret, Cert: cert, SpecHash: hash}
-	secretVersion := ""
-	if secret != nil {
-		secretVersion = secret.ResourceVersion
-	}
-	if why, detail, needed := decide.NeedsSync(in); needed {
-		log.V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
-		written, err := r.writeSecret(ctx, vc, secret, kv, cert, in.SpecHash, password, passwordVersion != "")
-		if err != nil {
-			return r.fail(ctx, vc, secret, classify(err, fmt.Sprintf("version %s of %s", cert.Version, what)))
-		}
-		secretVersion = written
-		vc.Status.LastSyncTime = &metav1.Time{Time: now}
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonSynced, "Sync",
-			"Secret %s now holds version %s (%s: %s)", vc.Spec.SecretName, cert.Version, why, detail)
-		if !validAt(cert.NotBefore, cert.Expires, now) {
-			// Only reached when nothing better was held (notWorseThanHeld): better than no Secret, but say so.
-			r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonInvalidCertificate, "Sync",
-				"Secret %s holds version %s, which is not valid now (%s); no valid version was held before", vc.Spec.SecretName, cert.Version, validity(cert.NotBefore, cert.Expires))
-		}
-		syncTotal.WithLabelValues("written").Inc()
-		if why == decide.SyncVersionChanged {
-			r.restartTargets(ctx, vc, cert.Version)
-		}
-	} else {
-		syncTotal.WithLabelValues("unchanged").Inc()
+	secretVersion, f := r.syncSecret(ctx, run, cert)
+	if f != nil {
+		return r.fail(ctx, vc, run.secret, f)
 	}
 	if err := r.releasePreviousSecret(ctx, vc); err != nil {
 		return ctrl.Result{}, err
 	}
+	return ctrl.Result{RequeueAfter: r.synced(run, cert, issued, secretVersion)}, nil
+}
 
+// failOr hands a classified failure to fail, and returns a plain error for the rate limiter's backoff.
+func (r *VaultCertificateReconciler) failOr(ctx context.Context, run *syncRun, f *failure, err error) (ctrl.Result, error) {
+	if f != nil {
+		return r.fail(ctx, run.vc, run.secret, f)
+	}
+	return ctrl.Result{}, err
+}
+
+// observeSecret finds the Secret of spec.secretName. The cache holds only the metadata of labelled Secrets: one
+// of ours is read from the API server only when the sync needs its data; any other (or none) is read now, to
+// see it is not ours to overwrite.
+func (r *VaultCertificateReconciler) observeSecret(ctx context.Context, run *syncRun) (*failure, error) {
+	cached, err := r.cachedSecret(ctx, run.vc)
+	if err != nil {
+		return nil, err
+	}
+	run.cached = cached
+	if cached != nil && isManagedBy(cached, run.vc) {
+		return nil, nil
+	}
+	return r.loadSecret(ctx, run)
+}
+
+// loadSecret reads the Secret with its data; one vaultcert does not manage is a conflict.
+func (r *VaultCertificateReconciler) loadSecret(ctx context.Context, run *syncRun) (*failure, error) {
+	secret, err := r.readSecret(ctx, run.vc.Namespace, run.vc.Spec.SecretName)
+	if err != nil {
+		return nil, err
+	}
+	run.secret = secret
+	if secret != nil && !isManagedBy(secret, run.vc) {
+		return secretConflict(run.vc), nil
+	}
+	return nil, nil
+}
+
+// connect resolves the connection (tenancy, host policy, credentials), gets its Key Vault client and reads the
+// PKCS12 password, if any.
+func (r *VaultCertificateReconciler) connect(ctx context.Context, run *syncRun) *failure {
+	vc := run.vc
+	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
+	conn, err := resolver.forCertificate(ctx, vc)
+	if err != nil {
+		return classify(err, "the connection")
+	}
+	kv, err := r.Factory.Client(conn.key.String(), conn.config)
+	if err != nil {
+		return &failure{reason: vaultcertv1.ReasonConnectionNotReady, err: err, message: fmt.Sprintf("cannot use %s: %v", vc.Spec.ConnectionRef.Name, err)}
+	}
+	password, passwordVersion, err := r.pkcs12Password(ctx, vc)
+	if err != nil {
+		return classify(err, "the PKCS12 password")
+	}
+	run.conn, run.kv, run.password, run.hasPassword = conn, kv, password, passwordVersion != ""
+	run.hash = specHash(&vc.Spec, passwordVersion)
+	run.what = fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.config.VaultURL)
+	if vc.Spec.Version != "" {
+		run.what = fmt.Sprintf("version %s of %s", vc.Spec.Version, run.what)
+	}
+	return nil
+}
+
+// upToDate reports whether Key Vault need not be asked: decide.KeyVaultDue says nothing asks for it (from the
+// object, its status and the Secret's metadata, so a restart or another replica decides the same) and the
+// Secret's data still is what the status says. The typical "yes" is the reconcile our own Secret write triggered.
+func (r *VaultCertificateReconciler) upToDate(ctx context.Context, run *syncRun) (bool, *failure, error) {
+	vc := run.vc
+	if run.cached == nil || run.secret != nil {
+		return false, nil, nil // no Secret of ours: there is work to do
+	}
+	due := decide.KeyVaultDue(decide.DueInput{VC: vc, Secret: &run.cached.ObjectMeta, SpecHash: run.hash,
+		VaultURL: run.conn.config.VaultURL, ConnectionRevision: run.conn.revision, Now: run.now})
+	if due == "" && r.verified.holds(vc, run.cached.ResourceVersion) {
+		return true, nil, nil
+	}
+	if f, err := r.loadSecret(ctx, run); f != nil || err != nil {
+		return false, f, err
+	}
+	if due == "" && holdsStatusVersion(vc, run.secret, run.hash) {
+		// Not seen since this process started (or edited since): its data still is what the status says.
+		r.verified.remember(vc, run.secret.ResourceVersion)
+		return true, nil, nil
+	}
+	return false, nil, nil
+}
+
+// versionToHold reads the certificate's metadata (the pinned or latest version), lets issuance create or renew
+// it first, and refuses a disabled version.
+func (r *VaultCertificateReconciler) versionToHold(ctx context.Context, run *syncRun) (*keyvault.Certificate, issuanceResult) {
+	vc := run.vc
+	cert, err := run.kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
+	var issued issuanceResult
+	if vc.Spec.Issuance != nil && vc.Spec.Version == "" {
+		// Issuance (issuance.go): create when missing, follow a pending operation, keep the policy, renew.
+		if issued = r.reconcileIssuance(ctx, vc, run.secret, run.conn, run.kv, cert, err, run.what); issued.ends() {
+			return nil, issued
+		}
+		cert, err = issued.cert, nil
+	}
+	if err != nil {
+		return nil, failedWith(classify(err, run.what))
+	}
+	if !cert.Enabled {
+		held := "no version"
+		if run.secret != nil && run.secret.Annotations[vaultcertv1.AnnotationVersion] != "" {
+			held = "version " + run.secret.Annotations[vaultcertv1.AnnotationVersion]
+		}
+		return nil, failedWith(&failure{reason: vaultcertv1.ReasonCertificateDisabled, message: fmt.Sprintf(
+			"version %s of %s is disabled in Key Vault; the Secret keeps %s: enable the version, or pin an enabled one in spec.version",
+			cert.Version, run.what, held)})
+	}
+	return cert, issued
+}
+
+// syncSecret writes the Secret when decide.NeedsSync says so (and the version is no worse than the one held),
+// and returns the Secret's resourceVersion.
+func (r *VaultCertificateReconciler) syncSecret(ctx context.Context, run *syncRun, cert *keyvault.Certificate) (string, *failure) {
+	vc, secret, now := run.vc, run.secret, run.now
+	if f := notWorseThanHeld(vc, secret, cert, now); f != nil {
+		return "", f
+	}
+	secretVersion := ""
+	if secret != nil {
+		secretVersion = secret.ResourceVersion
+	}
+	why, detail, needed := decide.NeedsSync(&decide.SyncInput{VC: vc, Secret: secret, Cert: cert, SpecHash: run.hash})
+	if !needed {
+		syncTotal.WithLabelValues("unchanged").Inc()
+		return secretVersion, nil
+	}
+	logf.FromContext(ctx).V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
+	written, err := r.writeSecret(ctx, vc, secret, run.kv, cert, run.hash, run.password, run.hasPassword)
+	if err != nil {
+		return "", classify(err, fmt.Sprintf("version %s of %s", cert.Version, run.what))
+	}
+	vc.Status.LastSyncTime = &metav1.Time{Time: now}
+	r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.ReasonSynced, "Sync",
+		"Secret %s now holds version %s (%s: %s)", vc.Spec.SecretName, cert.Version, why, detail)
+	if !validAt(cert.NotBefore, cert.Expires, now) {
+		// Only reached when nothing better was held (notWorseThanHeld): better than no Secret, but say so.
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonInvalidCertificate, "Sync",
+			"Secret %s holds version %s, which is not valid now (%s); no valid version was held before", vc.Spec.SecretName, cert.Version, validity(cert.NotBefore, cert.Expires))
+	}
+	syncTotal.WithLabelValues("written").Inc()
+	if why == decide.SyncVersionChanged {
+		r.restartTargets(ctx, vc, cert.Version)
+	}
+	return written, nil
+}
+
+// synced records a successful sync in status (the certificate, Ready, what the sync acted on) and returns when to
+// look again: the next refresh, or sooner while a new version is being issued.
+func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certificate, issued issuanceResult, secretVersion string) time.Duration {
+	vc, now := run.vc, run.now
 	r.setCertificateStatus(vc, cert, now)
-	interval := decide.RefreshInterval(vc)
-	next := decide.Jitter(decide.NextCheck(now, interval, vc.Status.RenewalTime.Time), decide.RefreshJitter)
+	next := decide.Jitter(decide.NextCheck(now, decide.RefreshInterval(vc), vc.Status.RenewalTime.Time), decide.RefreshJitter)
 	vc.Status.NextRefreshTime = &metav1.Time{Time: now.Add(next).Truncate(time.Second)}
-	message := fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, what,
+	message := fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, run.what,
 		vc.Status.NotAfter.UTC().Format(time.RFC3339))
 	if issued.note != "" {
 		message += "; " + issued.note
 	}
 	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionTrue, vaultcertv1.ReasonSynced, message)
+	// What this sync acted on, so the next reconcile can tell whether anything asks for Key Vault again.
+	vc.Status.LastRefreshRequest = vc.Annotations[vaultcertv1.AnnotationRefresh]
+	vc.Status.ConnectionRevision = run.conn.revision
+	r.verified.remember(vc, secretVersion)
 	if issued.poll > 0 {
 		// A new version is being issued: poll its operation rather than wait for the refresh interval.
 		next = min(next, issued.poll)
 	}
-	// What this sync acted on, so the next reconcile can tell whether anything asks for Key Vault again.
-	vc.Status.LastRefreshRequest = vc.Annotations[vaultcertv1.AnnotationRefresh]
-	vc.Status.ConnectionRevision = conn.revision
-	r.verified.remember(vc, secretVersion)
-	return ctrl.Result{RequeueAfter: next}, nil
+	return next
 }
 
 // writeSecret fetches the key material of exactly cert.Version, validates it and writes the Secret, returning
