@@ -34,8 +34,10 @@ type issuanceResult struct {
 	poll time.Duration
 	// note is appended to the Ready message (an overdue renewal, a failed renewal).
 	note string
-	// waitFirst: no version exists yet; Ready and Issuing say why, and the sync requeues after poll.
+	// waitFirst: no version exists yet; the sync sets Ready=False Issuing with waiting as its message, and
+	// requeues after poll.
 	waitFirst bool
+	waiting   string
 	// failure ends the sync through fail() (condition, event, retry).
 	failure *failure
 }
@@ -303,10 +305,8 @@ func (r *VaultCertificateReconciler) requestVersion(ctx context.Context, vc *vau
 		}
 		msg := fmt.Sprintf("certificate %q was soft-deleted in Key Vault; recovered it (spec.issuance.recoverSoftDeleted: true) with its versions and policy", name)
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventRecovered, "Recover", "%s", msg)
-		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing,
-			msg+"; waiting for Key Vault to finish the recovery")
 		// Recovery is asynchronous: read the certificate again shortly.
-		return issuanceResult{waitFirst: true, poll: r.issuancePoll(nil)}
+		return issuanceResult{waitFirst: true, poll: r.issuancePoll(nil), waiting: msg + "; waiting for Key Vault to finish the recovery"}
 	case asConflict(err, &conflict) && conflict.InnerCode == "":
 		// Another operation is pending (someone else's create, or Key Vault's AutoRenew): follow it.
 		pending, gerr := kv.GetCertificateOperation(ctx, name)
@@ -337,8 +337,7 @@ func (r *VaultCertificateReconciler) issuing(vc *vaultcertv1.VaultCertificate, o
 	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionIssuing, metav1.ConditionTrue, vaultcertv1.ReasonIssuing, msg)
 	poll := r.issuancePoll(op)
 	if missing {
-		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing, msg)
-		return issuanceResult{waitFirst: true, poll: poll}
+		return issuanceResult{waitFirst: true, poll: poll, waiting: msg}
 	}
 	return issuanceResult{poll: poll}
 }

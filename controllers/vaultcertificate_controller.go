@@ -165,6 +165,7 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 	case issued.failure != nil:
 		return r.fail(ctx, vc, run.secret, issued.failure)
 	case issued.waitFirst:
+		setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuing, issued.waiting)
 		return ctrl.Result{RequeueAfter: issued.poll}, nil
 	}
 	secretVersion, f := r.syncSecret(ctx, run, cert)
