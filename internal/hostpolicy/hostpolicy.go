@@ -77,16 +77,7 @@ func helmValue(flag string) string {
 
 // CheckVault returns the vault URL's host (host:port) when the policy allows it, else an *Error.
 func (p Policy) CheckVault(vaultURL string) (string, error) {
-	host, err := httpsHost(vaultURL)
-	if err != nil {
-		return "", err
-	}
-	for _, entry := range p.VaultDomains {
-		if matches(host, entry, true) {
-			return host, nil
-		}
-	}
-	return "", &Error{Host: host, Flag: FlagVaultDomains, Allowed: p.VaultDomains, What: "vault"}
+	return check(vaultURL, p.VaultDomains, true, FlagVaultDomains, "vault")
 }
 
 // CheckAuthority returns the authority's host (host:port) when the policy allows it, else an *Error. An empty
@@ -95,16 +86,21 @@ func (p Policy) CheckAuthority(authority string) (string, error) {
 	if authority == "" {
 		authority = PublicAuthority
 	}
-	host, err := httpsHost(authority)
+	return check(authority, p.AuthorityHosts, false, FlagAuthorityHosts, "authority")
+}
+
+// check returns raw's host when an entry allows it (with subdomains, or exactly), else an *Error naming flag.
+func check(raw string, entries []string, subdomains bool, flag, what string) (string, error) {
+	host, err := httpsHost(raw)
 	if err != nil {
 		return "", err
 	}
-	for _, entry := range p.AuthorityHosts {
-		if matches(host, entry, false) {
+	for _, entry := range entries {
+		if matches(host, entry, subdomains) {
 			return host, nil
 		}
 	}
-	return "", &Error{Host: host, Flag: FlagAuthorityHosts, Allowed: p.AuthorityHosts, What: "authority"}
+	return "", &Error{Host: host, Flag: flag, Allowed: entries, What: what}
 }
 
 // IsAzureAuthority reports whether host is one of Entra ID's own authorities, for which instance discovery

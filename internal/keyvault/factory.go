@@ -207,9 +207,8 @@ func (f *Factory) Forget(key string) {
 }
 
 // Retain forgets (see Forget) every cached client whose key keep rejects, and returns how many it forgot.
-// The controller calls it periodically (and after its caches sync at start-up) with a keep that reports
-// whether the connection named by the key still exists, so clients of connections deleted while the
-// controller was not watching, or whose deletion event was missed, do not stay forever. keep runs with no
+// The controller calls it periodically with a keep that reports whether the connection named by the key
+// still exists, so a client built by a reconcile racing the connection's deletion does not stay forever. keep runs with no
 // lock of the Factory held. Retain also sweeps Governor state left by requests that were still in flight
 // when their client was forgotten.
 func (f *Factory) Retain(keep func(key string) bool) int {
