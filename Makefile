@@ -27,7 +27,7 @@ generate: ## Generate deepcopy code.
 .PHONY: manifests
 manifests: ## Generate CRDs and RBAC, and copy the CRDs into the Helm chart.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=vaultcert-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=vaultcert-manager paths="{./controllers/...,./internal/connection/...}" output:rbac:artifacts:config=config/rbac
 	@if [ -d charts/vaultcert ]; then mkdir -p charts/vaultcert/crds && cp config/crd/bases/*.yaml charts/vaultcert/crds/; fi
 
 .PHONY: fmt

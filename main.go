@@ -26,6 +26,7 @@ import (
 	"github.com/vaultcert/vaultcert/controllers"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
+	"github.com/vaultcert/vaultcert/internal/logsafety"
 )
 
 func main() {
@@ -69,8 +70,8 @@ func main() {
 	opts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	// SafeLogger drops client-go's request/response body dumps (V(8)), which would hold Secret data.
-	ctrl.SetLogger(controllers.SafeLogger(zap.New(zap.UseFlagOptions(&opts))))
+	// logsafety.SafeLogger drops client-go's request/response body dumps (V(8)), which would hold Secret data.
+	ctrl.SetLogger(logsafety.SafeLogger(zap.New(zap.UseFlagOptions(&opts))))
 	log := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()

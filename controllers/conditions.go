@@ -6,9 +6,10 @@ import (
 )
 
 // setCondition is the one place conditions are written: it stamps the object's generation so readers can tell
-// a stale condition from a current one, and keeps lastTransitionTime when only the message changes.
-func setCondition(conditions *[]metav1.Condition, generation int64, condType string, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(conditions, metav1.Condition{
+// a stale condition from a current one, and keeps lastTransitionTime when only the message changes. It reports
+// whether the condition changed (events are sent on a change, not on every reconcile).
+func setCondition(conditions *[]metav1.Condition, generation int64, condType string, status metav1.ConditionStatus, reason, message string) bool {
+	return meta.SetStatusCondition(conditions, metav1.Condition{
 		Type:               condType,
 		Status:             status,
 		Reason:             reason,

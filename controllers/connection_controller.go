@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
@@ -33,13 +34,13 @@ type ConnectionReconciler struct {
 	// Factory builds Key Vault clients; the client built here is the one certificates reuse.
 	Factory ClientFactory
 	// RecheckInterval is how often a connection is re-checked. A change to a credential Secret or
-	// ServiceAccount the connection names re-checks it at once (see credentialWatcher).
+	// ServiceAccount the connection names re-checks it at once (see connection.CredentialWatcher).
 	RecheckInterval time.Duration
 	// HostPolicy lists the vault and authority hosts a VaultConnection may use; nothing is sent elsewhere.
 	HostPolicy hostpolicy.Policy
 
 	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
-	credentials *credentialWatcher
+	credentials *connection.CredentialWatcher
 }
 
 // +kubebuilder:rbac:groups=vaultcert.io,resources=vaultconnections;clustervaultconnections,verbs=get;list;watch
@@ -54,19 +55,16 @@ type clusterConnectionReconciler struct{ *ConnectionReconciler }
 // Reconcile checks one VaultConnection.
 func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn vaultcertv1.VaultConnection
-	key := namespacedConnection(req.Namespace, req.Name)
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.track(key, nil)
-			r.Factory.Forget(key.String())
+			r.forget(connection.Namespaced(req.Namespace, req.Name))
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	// Watch what the connection names before reading it, so no change after this read goes unnoticed.
-	r.track(key, credentialRefs(conn.Namespace, &conn.Spec))
+	r.credentials.TrackNamespaced(&conn)
 	before := conn.DeepCopy()
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
-	resolved, err := resolver.forNamespaced(ctx, &conn)
+	resolved, err := r.resolver().ForNamespaced(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
 }
@@ -74,31 +72,32 @@ func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.
 // Reconcile checks one ClusterVaultConnection.
 func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn vaultcertv1.ClusterVaultConnection
-	key := clusterConnection(req.Name)
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.track(key, nil)
-			r.Factory.Forget(key.String())
+			r.forget(connection.Cluster(req.Name))
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	r.track(key, credentialRefs("", &conn.Spec.ConnectionSpec))
+	r.credentials.TrackCluster(&conn)
 	before := conn.DeepCopy()
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
-	resolved, err := resolver.forCluster(ctx, &conn)
+	resolved, err := r.resolver().ForCluster(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)
 	return r.patchStatus(ctx, &conn, before, before.Status, conn.Status, result)
 }
 
-// track tells the credential watcher what a connection names (nil: the connection is gone).
-func (r *ConnectionReconciler) track(key connectionKey, refs []credentialRef) {
-	if r.credentials != nil {
-		r.credentials.track(key, refs)
-	}
+// forget drops what the credential watcher and the client factory hold for a deleted connection.
+func (r *ConnectionReconciler) forget(key connection.Key) {
+	r.credentials.Forget(key)
+	r.Factory.Forget(key.String())
+}
+
+// resolver returns a connection resolver for one reconcile.
+func (r *ConnectionReconciler) resolver() *connection.Resolver {
+	return connection.NewResolver(r.Client, r.APIReader, r.credentials, r.HostPolicy)
 }
 
 // check asks the vault once (list one certificate) and sets Ready.
-func (r *ConnectionReconciler) check(ctx context.Context, resolved *resolvedConnection, resolveErr error, st *vaultcertv1.ConnectionStatus, generation int64) ctrl.Result {
+func (r *ConnectionReconciler) check(ctx context.Context, resolved *connection.Resolved, resolveErr error, st *vaultcertv1.ConnectionStatus, generation int64) ctrl.Result {
 	st.ObservedGeneration = generation
 	set := func(status metav1.ConditionStatus, reason, message string) {
 		setCondition(&st.Conditions, generation, vaultcertv1.ConditionReady, status, reason, message)
@@ -108,7 +107,7 @@ func (r *ConnectionReconciler) check(ctx context.Context, resolved *resolvedConn
 		set(metav1.ConditionFalse, f.reason, f.message)
 		return ctrl.Result{RequeueAfter: r.RecheckInterval}
 	}
-	kv, err := r.Factory.Client(resolved.key.String(), resolved.config)
+	kv, err := r.Factory.Client(resolved.Key.String(), resolved.Config)
 	if err != nil {
 		set(metav1.ConditionFalse, vaultcertv1.ReasonConnectionNotReady, err.Error())
 		return ctrl.Result{RequeueAfter: r.RecheckInterval}
@@ -117,13 +116,13 @@ func (r *ConnectionReconciler) check(ctx context.Context, resolved *resolvedConn
 	var forbidden *keyvault.ForbiddenError
 	switch {
 	case err == nil:
-		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf("%s answered the connection's credentials", resolved.config.VaultURL))
+		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf("%s answered the connection's credentials", resolved.Config.VaultURL))
 	case asForbidden(err, &forbidden) && forbidden.InnerCode != "ForbiddenByFirewall":
 		// The identity authenticated; it may hold roles on single certificates only, which is a valid setup.
 		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf(
-			"%s accepted the credentials but the identity may not list certificates (%v); certificates it may read individually will sync", resolved.config.VaultURL, err))
+			"%s accepted the credentials but the identity may not list certificates (%v); certificates it may read individually will sync", resolved.Config.VaultURL, err))
 	default:
-		f := classify(err, resolved.config.VaultURL)
+		f := classify(err, resolved.Config.VaultURL)
 		set(metav1.ConditionFalse, f.reason, f.message)
 		if f.retryAfter > 0 {
 			return ctrl.Result{RequeueAfter: decide.Jitter(f.retryAfter, 0.2)}
@@ -151,20 +150,20 @@ func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.RecheckInterval <= 0 {
 		r.RecheckInterval = 10 * time.Minute
 	}
-	w, err := credentialWatcherFor(mgr)
+	w, err := connection.CredentialWatcherFor(mgr)
 	if err != nil {
 		return err
 	}
 	r.credentials = w
 	if err := ctrl.NewControllerManagedBy(mgr).Named("vaultconnection").
 		For(&vaultcertv1.VaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(w.source(queueVaultConnection)).
+		WatchesRawSource(w.Source(connection.QueueVaultConnection)).
 		Complete(namespacedConnectionReconciler{r}); err != nil {
 		return err
 	}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("clustervaultconnection").
 		For(&vaultcertv1.ClusterVaultConnection{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(w.source(queueClusterVaultConnection)).
+		WatchesRawSource(w.Source(connection.QueueClusterVaultConnection)).
 		Complete(clusterConnectionReconciler{r}); err != nil {
 		return err
 	}
@@ -192,13 +191,13 @@ func (r *ConnectionReconciler) sweepClients(ctx context.Context) error {
 
 // connectionExists reports whether the connection a factory key names is still in the cache; on doubt it keeps.
 func (r *ConnectionReconciler) connectionExists(ctx context.Context, key string) bool {
-	k, ok := parseConnectionKey(key)
+	k, ok := connection.Parse(key)
 	if !ok {
 		return true
 	}
 	var obj client.Object = &vaultcertv1.VaultConnection{}
-	if k.kind == vaultcertv1.ClusterVaultConnectionKind {
+	if k.Kind() == vaultcertv1.ClusterVaultConnectionKind {
 		obj = &vaultcertv1.ClusterVaultConnection{}
 	}
-	return !apierrors.IsNotFound(r.Get(ctx, k.request().NamespacedName, obj))
+	return !apierrors.IsNotFound(r.Get(ctx, k.Request().NamespacedName, obj))
 }

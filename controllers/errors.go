@@ -6,6 +6,7 @@ import (
 	"time"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/pki"
 )
@@ -32,7 +33,7 @@ func (f *failure) Unwrap() error { return f.err }
 func classify(err error, what string) *failure {
 	var (
 		f      *failure
-		ce     *connectionError
+		ce     *connection.Error
 		thr    *keyvault.ThrottledError
 		forbid *keyvault.ForbiddenError
 		conf   *keyvault.ConflictError
@@ -41,7 +42,7 @@ func classify(err error, what string) *failure {
 	case errors.As(err, &f):
 		return f
 	case errors.As(err, &ce):
-		return &failure{reason: ce.reason, message: ce.message, err: err}
+		return &failure{reason: ce.Reason, message: ce.Message, err: err}
 	case errors.As(err, &thr):
 		return &failure{reason: vaultcertv1.ReasonThrottled, transient: true, retryAfter: thr.RequeueAfter(time.Now()), err: err,
 			message: fmt.Sprintf("Key Vault is throttling requests (429) while reading %s; vaultcert pauses this vault and retries: %v", what, err)}
@@ -54,7 +55,7 @@ func classify(err error, what string) *failure {
 			message: fmt.Sprintf("reading %s failed: %v; no real Key Vault or Entra ID answer is that large, so vaultcert stops reading it (check the vault URL and the authority)", what, err)}
 	case keyvault.IsAuthentication(err):
 		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
-			message: fmt.Sprintf("%v; %s", err, authenticationFix(err))}
+			message: fmt.Sprintf("%v; %s", err, connection.AuthenticationFix(err))}
 	case keyvault.IsUnauthorized(err):
 		return &failure{reason: vaultcertv1.ReasonAuthenticationFailed, err: err,
 			message: fmt.Sprintf("Key Vault refused the connection's token reading %s: %v; check that tenantID is the vault's tenant", what, err)}

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
+	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -43,9 +45,6 @@ const (
 	defaultIssuanceDailyLimit = 5
 	// issuanceWindow is the period the daily limit applies to.
 	issuanceWindow = 24 * time.Hour
-	// capMarker starts the Issuing message of a VaultCertificate that reached the daily limit; it is how a later
-	// reconcile (or a restarted controller) knows it stopped.
-	capMarker = "vaultcert stopped requesting new versions"
 )
 
 // issuanceSettings are the reconciler's issuance knobs with defaults applied.
@@ -150,12 +149,12 @@ type ownership struct {
 // ownershipOf finds who owns the certificate: the latest version's owner tags, else the newest version's
 // that has them. An owner in this cluster whose VaultCertificate is gone (or no longer issues this
 // certificate) leaves it unowned.
-func (r *VaultCertificateReconciler) ownershipOf(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client,
-	cert *keyvault.Certificate) (ownership, error) {
+func (s *issuanceStep) ownershipOf(ctx context.Context, cert *keyvault.Certificate) (ownership, error) {
+	r, vc := s.r, s.vc
 	o, ok := ownerFromTags(cert.Tags)
 	if !ok {
 		// Versions Key Vault or a person created (AutoRenew, az keyvault certificate create) may carry no tags.
-		versions, err := kv.ListCertificateVersions(ctx, vc.Spec.CertificateName)
+		versions, err := s.kv.ListCertificateVersions(ctx, s.name)
 		if keyvault.IsNotFound(err) {
 			return ownership{}, nil // no version at all: nobody owns it
 		}
@@ -194,11 +193,11 @@ func (r *VaultCertificateReconciler) ownershipOf(ctx context.Context, vc *vaultc
 // issuanceRefusal says why the connection does not let vc write to Key Vault ("" when it may): a
 // ClusterVaultConnection must opt in, and may restrict certificate names to the namespace's prefix.
 // A namespaced VaultConnection uses the namespace's own identity, which may write whatever it is granted.
-func issuanceRefusal(vc *vaultcertv1.VaultCertificate, conn *resolvedConnection) string {
-	if conn == nil || conn.cluster == nil {
+func issuanceRefusal(vc *vaultcertv1.VaultCertificate, conn *connection.Resolved) string {
+	if conn == nil || conn.Cluster == nil {
 		return ""
 	}
-	cvc := conn.cluster
+	cvc := conn.Cluster
 	is := cvc.Spec.Issuance
 	if is == nil || !is.Enabled {
 		return fmt.Sprintf("ClusterVaultConnection %q does not allow issuance: a cluster admin must set spec.issuance.enabled: true on it "+
@@ -215,19 +214,20 @@ func issuanceRefusal(vc *vaultcertv1.VaultCertificate, conn *resolvedConnection)
 // longerNamespacePrefix closes the gap in requireNamespacePrefix between namespaces whose names extend each
 // other: "team-a-web" starts with "team-" but belongs to namespace "team-a". A name that starts with the prefix
 // of a longer existing namespace is that namespace's, not vc's.
-func (r *VaultCertificateReconciler) longerNamespacePrefix(ctx context.Context, vc *vaultcertv1.VaultCertificate, conn *resolvedConnection) string {
-	if conn == nil || conn.cluster == nil || conn.cluster.Spec.Issuance == nil || !conn.cluster.Spec.Issuance.RequireNamespacePrefix {
+func (s *issuanceStep) longerNamespacePrefix(ctx context.Context) string {
+	vc, conn := s.vc, s.conn
+	if conn == nil || conn.Cluster == nil || conn.Cluster.Spec.Issuance == nil || !conn.Cluster.Spec.Issuance.RequireNamespacePrefix {
 		return ""
 	}
 	var namespaces corev1.NamespaceList
-	if err := r.List(ctx, &namespaces); err != nil {
+	if err := s.r.List(ctx, &namespaces); err != nil {
 		return fmt.Sprintf("the namespaces could not be listed to check the certificate name's prefix (%v)", err)
 	}
 	name := strings.ToLower(vc.Spec.CertificateName)
 	for _, ns := range namespaces.Items {
 		if len(ns.Name) > len(vc.Namespace) && strings.HasPrefix(name, ns.Name+"-") {
 			return fmt.Sprintf("ClusterVaultConnection %q lets each namespace issue only names starting with its own name and \"-\", and %q starts with that of namespace %q: rename spec.certificateName",
-				conn.cluster.Name, vc.Spec.CertificateName, ns.Name)
+				conn.Cluster.Name, vc.Spec.CertificateName, ns.Name)
 		}
 	}
 	return ""
@@ -236,18 +236,17 @@ func (r *VaultCertificateReconciler) longerNamespacePrefix(ctx context.Context, 
 // retryFirstVersion guards asking again for the first version of a certificate whose first request is pending or
 // failed: another live VaultCertificate's request is left to it (done, with the reason), and the daily limit
 // applies as to any automatic request, so a first issuance that keeps failing is not retried forever.
-func (r *VaultCertificateReconciler) retryFirstVersion(ctx context.Context, vc *vaultcertv1.VaultCertificate, secret *corev1.Secret,
-	kv keyvault.Client, cert *keyvault.Certificate, what string) (issuanceResult, bool) {
-	own, err := r.ownershipOf(ctx, vc, kv, cert)
+func (s *issuanceStep) retryFirstVersion(ctx context.Context, cert *keyvault.Certificate) (issuanceResult, bool) {
+	own, err := s.ownershipOf(ctx, cert)
 	if err != nil {
-		return failedWith(classify(err, "the versions of "+what)), true
+		return failedWith(classify(err, "the versions of "+s.what)), true
 	}
 	if own.owner != nil {
 		return failedWith(&failure{reason: vaultcertv1.ReasonIssuing, message: fmt.Sprintf(
 			"%s has no usable version yet, and its first version was requested by %s: this VaultCertificate waits for it and asks for nothing",
-			what, own.owner.describe(r.issuanceSettings().clusterID))}), true
+			s.what, own.owner.describe(s.r.issuanceSettings().clusterID))}), true
 	}
-	if res, done := r.dailyLimit(ctx, vc, kv, "its first version failed", what); done {
+	if res, done := s.dailyLimit(ctx, "its first version failed"); done {
 		if res.ends() {
 			return res, true
 		}
@@ -257,32 +256,28 @@ func (r *VaultCertificateReconciler) retryFirstVersion(ctx context.Context, vc *
 }
 
 // readOnly is the result for a VaultCertificate that may sync the certificate but not change it: no Issuing
-// condition, the reason in the Ready message, and one Warning event when the reason first appears.
-func (r *VaultCertificateReconciler) readOnly(vc *vaultcertv1.VaultCertificate, cert *keyvault.Certificate, key types.NamespacedName,
-	eventReason, note string) issuanceResult {
-	if c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionIssuing); c != nil {
-		r.issuanceDone(vc, cert, key)
+// condition, and the reason in the Ready message and in a Warning event when that message changes.
+func (s *issuanceStep) readOnly(eventReason, note string) issuanceResult {
+	if meta.FindStatusCondition(s.vc.Status.Conditions, vaultcertv1.ConditionIssuing) != nil {
+		issuanceDone(s.vc)
 	}
-	if ready := readyCondition(vc); ready == nil || !strings.Contains(ready.Message, note) {
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, eventReason, "Issue", "%s", note)
-	}
-	return issuanceResult{cert: cert, note: note}
+	return issuanceResult{note: note, noteEvent: eventReason}
 }
 
 // checkOwner applies the ownership rule to an existing certificate: it returns done=true with a read-only
 // result when vc must not change it, and adopts an unowned certificate when vc carries vaultcert.io/adopt.
-func (r *VaultCertificateReconciler) checkOwner(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client, cert *keyvault.Certificate, key types.NamespacedName, what string) (issuanceResult, bool) {
-	own, err := r.ownershipOf(ctx, vc, kv, cert)
+func (s *issuanceStep) checkOwner(ctx context.Context, cert *keyvault.Certificate) (issuanceResult, bool) {
+	own, err := s.ownershipOf(ctx, cert)
 	if err != nil {
-		return failedWith(classify(err, "the versions of "+what)), true
+		return failedWith(classify(err, "the versions of "+s.what)), true
 	}
-	name := vc.Spec.CertificateName
+	r, vc, name := s.r, s.vc, s.name
 	cluster := r.issuanceSettings().clusterID
 	switch {
 	case own.mine:
 		return issuanceResult{}, false
 	case own.owner != nil:
-		return r.readOnly(vc, cert, key, vaultcertv1.EventNotOwner, fmt.Sprintf(
+		return s.readOnly(vaultcertv1.EventNotOwner, fmt.Sprintf(
 			"certificate %q is managed by %s (Key Vault tags %s*), so this VaultCertificate only syncs it and does not apply its spec.issuance "+
 				"(no policy change, no new version): change spec.issuance on the owner, or remove it here", name, own.owner.describe(cluster), tagPrefix)), true
 	case vc.Annotations[vaultcertv1.AnnotationAdopt] != "true":
@@ -290,15 +285,15 @@ func (r *VaultCertificateReconciler) checkOwner(ctx context.Context, vc *vaultce
 		if own.gone != nil {
 			why = fmt.Sprintf("certificate %q was created by %s, which no longer exists or no longer issues it", name, own.gone.describe(cluster))
 		}
-		return r.readOnly(vc, cert, key, vaultcertv1.EventNotOwner, why+fmt.Sprintf(
+		return s.readOnly(vaultcertv1.EventNotOwner, why+fmt.Sprintf(
 			", so this VaultCertificate only syncs it and does not apply its spec.issuance: annotate it %s=true to let it manage the certificate's policy and versions",
 			vaultcertv1.AnnotationAdopt)), true
 	}
 	// Adopt: tag the latest version, so that the next reconcile of any VaultCertificate sees the owner. Two
 	// adopting at once: the last write wins, and the other turns read-only on its next reconcile.
 	tags := withTags(cert.Tags, r.ownerTags(vc))
-	if err := kv.SetCertificateTags(ctx, name, cert.Version, tags); err != nil {
-		return failedWith(classify(err, what)), true
+	if err := s.kv.SetCertificateTags(ctx, name, cert.Version, tags); err != nil {
+		return failedWith(classify(err, s.what)), true
 	}
 	cert.Tags = tags
 	r.Recorder.Eventf(vc, nil, corev1.EventTypeNormal, vaultcertv1.EventAdopted, "Issue",
@@ -306,21 +301,12 @@ func (r *VaultCertificateReconciler) checkOwner(ctx context.Context, vc *vaultce
 	return issuanceResult{}, false
 }
 
-// capped reports whether the Issuing condition records that vc reached the daily limit at its current
-// generation: then vaultcert requests nothing by itself until the spec or the renew annotation changes.
-func capped(vc *vaultcertv1.VaultCertificate) (*metav1.Condition, bool) {
-	c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionIssuing)
-	ok := c != nil && c.Status == metav1.ConditionFalse && c.Reason == vaultcertv1.ReasonIssuanceFailed &&
-		strings.HasPrefix(c.Message, capMarker) && c.ObservedGeneration == vc.Generation
-	return c, ok
-}
-
 // requestHistory counts, from the versions' tags in Key Vault (so a restart forgets nothing), the new versions
 // vaultcert requested for the certificate in the 24 hours before now, and whether vc requested one of them at
 // its current generation.
-func (r *VaultCertificateReconciler) requestHistory(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client,
-	now time.Time) (count int, thisGeneration bool, err error) {
-	versions, err := kv.ListCertificateVersions(ctx, vc.Spec.CertificateName)
+func (s *issuanceStep) requestHistory(ctx context.Context, now time.Time) (count int, thisGeneration bool, err error) {
+	vc := s.vc
+	versions, err := s.kv.ListCertificateVersions(ctx, s.name)
 	if keyvault.IsNotFound(err) {
 		return 0, false, nil // no version kept (a failed first request leaves none): nothing counted
 	}
@@ -340,7 +326,7 @@ func (r *VaultCertificateReconciler) requestHistory(ctx context.Context, vc *vau
 			continue
 		}
 		count++
-		if r.isOwner(v.Tags, vc) && v.Tags[tagGeneration] == gen {
+		if s.r.isOwner(v.Tags, vc) && v.Tags[tagGeneration] == gen {
 			thisGeneration = true
 		}
 	}
@@ -351,24 +337,32 @@ func (r *VaultCertificateReconciler) requestHistory(ctx context.Context, vc *vau
 // daily limit of versions for the certificate: Issuing=False IssuanceFailed with the count, a Warning event,
 // and the same in the Ready message; the Secret keeps following Key Vault. The first request after a spec
 // change is let through, so a fixed spec is acted on.
-func (r *VaultCertificateReconciler) dailyLimit(ctx context.Context, vc *vaultcertv1.VaultCertificate, kv keyvault.Client, why, what string) (issuanceResult, bool) {
-	if c, ok := capped(vc); ok {
-		return issuanceResult{note: c.Message}, true
+func (s *issuanceStep) dailyLimit(ctx context.Context, why string) (issuanceResult, bool) {
+	vc := s.vc
+	if decide.IssuanceLimited(vc) {
+		note := "vaultcert stopped requesting new versions: it reached its daily limit"
+		if c := meta.FindStatusCondition(vc.Status.Conditions, vaultcertv1.ConditionIssuing); c != nil {
+			note = c.Message
+		}
+		return issuanceResult{note: note}, true
 	}
-	limit := r.issuanceSettings().dailyLimit
-	count, thisGeneration, err := r.requestHistory(ctx, vc, kv, r.now())
+	limit := s.r.issuanceSettings().dailyLimit
+	count, thisGeneration, err := s.requestHistory(ctx, s.r.now())
 	if err != nil {
 		// Without the count the limit cannot be kept: request nothing.
-		return failedWith(classify(err, "the versions of "+what)), true
+		return failedWith(classify(err, "the versions of "+s.what)), true
 	}
 	if count < limit || !thisGeneration {
 		return issuanceResult{}, false
 	}
-	msg := fmt.Sprintf("%s of %s: it requested %d in the last 24 hours, its daily limit is %d. It requests no more until the "+
+	msg := fmt.Sprintf("vaultcert stopped requesting new versions of %s: it requested %d in the last 24 hours, its daily limit is %d. It requests no more until the "+
 		"VaultCertificate's spec changes or the %s annotation gets a new value; Key Vault's own renewals still reach the Secret. "+
-		"It was about to request one because %s", capMarker, what, count, limit, vaultcertv1.AnnotationRenew, why)
-	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionIssuing, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed, msg)
-	vc.Status.CSR = ""
-	r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonIssuanceFailed, "Issue", "%s", msg)
+		"It was about to request one because %s", s.what, count, limit, vaultcertv1.AnnotationRenew, why)
+	setIssuing(vc, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed, msg)
+	if vc.Status.Issuance == nil {
+		vc.Status.Issuance = &vaultcertv1.IssuanceStatus{}
+	}
+	vc.Status.Issuance.LimitedAtGeneration = vc.Generation
+	s.r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonIssuanceFailed, "Issue", "%s", msg)
 	return issuanceResult{note: msg}, true
 }

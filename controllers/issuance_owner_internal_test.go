@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
@@ -45,8 +46,8 @@ func TestRequestTagsFitKeyVault(t *testing.T) {
 }
 
 func TestIssuanceRefusal(t *testing.T) {
-	cluster := func(is *vaultcertv1.ClusterIssuance) *resolvedConnection {
-		return &resolvedConnection{cluster: &vaultcertv1.ClusterVaultConnection{ObjectMeta: metav1.ObjectMeta{Name: "shared"},
+	cluster := func(is *vaultcertv1.ClusterIssuance) *connection.Resolved {
+		return &connection.Resolved{Cluster: &vaultcertv1.ClusterVaultConnection{ObjectMeta: metav1.ObjectMeta{Name: "shared"},
 			Spec: vaultcertv1.ClusterVaultConnectionSpec{Issuance: is}}}
 	}
 	vc := func(name string) *vaultcertv1.VaultCertificate {
@@ -56,10 +57,10 @@ func TestIssuanceRefusal(t *testing.T) {
 	tests := []struct {
 		name string
 		vc   *vaultcertv1.VaultCertificate
-		conn *resolvedConnection
+		conn *connection.Resolved
 		want string // "" allowed, else a part of the refusal
 	}{
-		{"namespaced connection", vc("anything"), &resolvedConnection{}, ""},
+		{"namespaced connection", vc("anything"), &connection.Resolved{}, ""},
 		{"cluster connection without issuance", vc("shop-web"), cluster(nil), "spec.issuance.enabled: true"},
 		{"cluster connection with issuance off", vc("shop-web"), cluster(&vaultcertv1.ClusterIssuance{RequireNamespacePrefix: true}), "spec.issuance.enabled: true"},
 		{"opted in", vc("web"), cluster(&vaultcertv1.ClusterIssuance{Enabled: true}), ""},

@@ -130,8 +130,11 @@ func TestIssuanceDailyLimitStopsALoop(t *testing.T) {
 	t.Cleanup(func() { vault.SetIssueBackdate(name, 0) })
 	issuedCertificate(t, ns, name, vaultcertv1.Issuance{DNSNames: []string{"loop.example.com"}, KeyType: "EC", ValidityMonths: 1})
 
-	_, issuing := waitCondition(t, ns, "web", vaultcertv1.ConditionIssuing, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed)
+	limited, issuing := waitCondition(t, ns, "web", vaultcertv1.ConditionIssuing, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed)
 	wantMessage(t, issuing.Message, "requested 5 in the last 24 hours", "daily limit is 5", vaultcertv1.AnnotationRenew, "due for renewal")
+	if st := limited.Status.Issuance; st == nil || st.LimitedAtGeneration != limited.Generation {
+		t.Errorf("status.issuance.limitedAtGeneration should record generation %d, got %+v", limited.Generation, st)
+	}
 	if n := creates(name); n != 5 {
 		t.Fatalf("Key Vault received %d creates, want 5 (the daily limit)", n)
 	}
@@ -148,7 +151,7 @@ func TestIssuanceDailyLimitStopsALoop(t *testing.T) {
 		t.Fatalf("creates = %d after more reconciles, want still 5", n)
 	}
 
-	// A restarted controller has no memory and the status may have lost the condition: at its next look at
+	// A restarted controller has no memory and the status may have lost the record: at its next look at
 	// Key Vault (here a refresh request) the count comes from the versions' tags, and still nothing is requested.
 	clearIssuing(t, ns, "web")
 	refresh(t, ns, "web")
@@ -180,12 +183,13 @@ func TestIssuanceDailyLimitStopsALoop(t *testing.T) {
 	}
 }
 
-// clearIssuing removes the Issuing condition from the status, as a status lost in a restore would.
+// clearIssuing removes the Issuing condition and status.issuance, as a status lost in a restore would.
 func clearIssuing(t *testing.T, ns, name string) {
 	t.Helper()
 	vc := getCert(t, ns, name)
 	patch := client.MergeFrom(vc.DeepCopy())
 	meta.RemoveStatusCondition(&vc.Status.Conditions, vaultcertv1.ConditionIssuing)
+	vc.Status.Issuance = nil
 	if err := k8s.Status().Patch(context.Background(), vc, patch); err != nil {
 		t.Fatal(err)
 	}

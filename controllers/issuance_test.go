@@ -264,14 +264,20 @@ func TestIssuanceFailureIsReportedAndRetried(t *testing.T) {
 	vault.FailNextOperation(name, "CertificateIssuanceFailed", "The issuer refused the request: domain not validated")
 	issuedCertificate(t, ns, name, vaultcertv1.Issuance{DNSNames: []string{"fail.example.com"}})
 
-	_, ready := waitCondition(t, ns, "web", vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed)
+	failed, ready := waitCondition(t, ns, "web", vaultcertv1.ConditionReady, metav1.ConditionFalse, vaultcertv1.ReasonIssuanceFailed)
 	if !strings.Contains(ready.Message, "domain not validated") || !strings.Contains(ready.Message, "CertificateIssuanceFailed") {
 		t.Errorf("the condition should carry Key Vault's error, got %q", ready.Message)
 	}
+	// The backoff lives in the object, so a restarted controller or another replica keeps it.
+	if st := failed.Status.Issuance; st == nil || st.Failures < 1 || st.FailedOperation == "" || st.RetryAt == nil {
+		t.Errorf("status.issuance should record the failed operation and when to retry, got %+v", st)
+	}
 	waitEvent(t, ns, vaultcertv1.ReasonIssuanceFailed, "domain not validated")
 
-	// Retried with backoff: the second create succeeds.
-	waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+	// Retried with backoff: the second create succeeds, and the failure is history.
+	if vc := waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced); vc.Status.Issuance != nil {
+		t.Errorf("a successful issuance should clear status.issuance, got %+v", vc.Status.Issuance)
+	}
 	if n := creates(name); n != 2 {
 		t.Errorf("Key Vault received %d creates, want 2 (the failed one and one retry)", n)
 	}

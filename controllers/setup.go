@@ -14,30 +14,24 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
 )
-
-// connectionIndex indexes VaultCertificates by the connection they use ("VaultConnection/ns/name" or
-// "ClusterVaultConnection/name"), so a connection change wakes exactly its certificates.
-const connectionIndex = "vaultcert.io/connection"
 
 // SetupWithManager registers the reconciler, its index and its watches.
 func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	registerMetrics(mgr.GetCache())
-	credentials, err := credentialWatcherFor(mgr)
+	credentials, err := connection.CredentialWatcherFor(mgr)
 	if err != nil {
 		return err
 	}
 	r.credentials = credentials
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &vaultcertv1.VaultCertificate{}, connectionIndex,
-		func(o client.Object) []string {
-			return []string{connectionOf(o.(*vaultcertv1.VaultCertificate)).String()}
-		}); err != nil {
+	if err := connection.IndexCertificates(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
 	byConnection := func(key func(client.Object) string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			var list vaultcertv1.VaultCertificateList
-			if err := r.List(ctx, &list, client.MatchingFields{connectionIndex: key(o)}); err != nil {
+			if err := r.List(ctx, &list, client.MatchingFields{connection.CertificateIndex: key(o)}); err != nil {
 				return nil
 			}
 			reqs := make([]reconcile.Request, 0, len(list.Items))
@@ -61,14 +55,14 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.clusterCertificatesIn),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&vaultcertv1.VaultConnection{}, byConnection(func(o client.Object) string {
-			return namespacedConnection(o.GetNamespace(), o.GetName()).String()
+			return connection.Namespaced(o.GetNamespace(), o.GetName()).String()
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&vaultcertv1.ClusterVaultConnection{}, byConnection(func(o client.Object) string {
-			return clusterConnection(o.GetName()).String()
+			return connection.Cluster(o.GetName()).String()
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A credential Secret or ServiceAccount a connection names changed: its certificates retry at once,
 		// rather than at their next refresh.
-		WatchesRawSource(credentials.source(queueVaultCertificate)).
+		WatchesRawSource(credentials.Source(connection.QueueVaultCertificate)).
 		Complete(r)
 }
 

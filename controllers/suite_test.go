@@ -39,6 +39,7 @@ import (
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
+	"github.com/vaultcert/vaultcert/internal/logsafety"
 )
 
 // The integration suite: a real kube-apiserver and etcd (envtest), the fake Key Vault spoken to through the
@@ -104,8 +105,8 @@ func runSuite(m *testing.M) int {
 	}
 	// stderr at error level (readable `make test`), and a buffer at the highest verbosity for the tests.
 	capture := zapcore.NewCore(zapcore.NewJSONEncoder(uberzap.NewDevelopmentEncoderConfig()), zapcore.AddSync(logs), zapcore.Level(-127))
-	// SafeLogger as in main.go: the hygiene test checks what reaches the sinks through it.
-	logf.SetLogger(controllers.SafeLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel())),
+	// logsafety.SafeLogger as in main.go: the hygiene test checks what reaches the sinks through it.
+	logf.SetLogger(logsafety.SafeLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel())),
 		zap.RawZapOpts(uberzap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, capture) })))))
 	must(clientgoscheme.AddToScheme(scheme))
 	must(vaultcertv1.AddToScheme(scheme))
@@ -117,7 +118,6 @@ func runSuite(m *testing.M) int {
 	cfg, err := env.Start()
 	must(err)
 	defer func() { _ = env.Stop() }()
-	controllers.SuiteRESTConfig = cfg
 
 	vault, err = fakevault.Start(fakevault.Options{Now: vaultNow})
 	must(err)

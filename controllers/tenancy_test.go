@@ -22,6 +22,7 @@ import (
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
+	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 )
 
@@ -118,8 +119,8 @@ func createServiceAccount(t *testing.T, ns, name string, annotations map[string]
 // wiAnnotations are the Azure workload identity annotations of a ServiceAccount.
 func wiAnnotations(clientID string) map[string]string {
 	return map[string]string{
-		controllers.AnnotationWorkloadIdentityClientID: clientID,
-		controllers.AnnotationWorkloadIdentityTenantID: vault.TenantID(),
+		connection.AnnotationWorkloadIdentityClientID: clientID,
+		connection.AnnotationWorkloadIdentityTenantID: vault.TenantID(),
 	}
 }
 
@@ -370,7 +371,7 @@ func TestWorkloadIdentityFollowsServiceAccountChanges(t *testing.T) {
 
 	// Neither fields nor annotations: the message says where to put the IDs, and Key Vault is not asked.
 	vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonConnectionNotReady)
-	wantMessage(t, readyMessage(vc), controllers.AnnotationWorkloadIdentityClientID, controllers.AnnotationWorkloadIdentityTenantID, "spec.auth.workloadIdentity.clientID")
+	wantMessage(t, readyMessage(vc), connection.AnnotationWorkloadIdentityClientID, connection.AnnotationWorkloadIdentityTenantID, "spec.auth.workloadIdentity.clientID")
 	if n := vault.CountFor(fakevault.OpGetCertificate, cert); n != 0 {
 		t.Fatalf("Key Vault was called %d times", n)
 	}
@@ -416,7 +417,7 @@ func TestControllerOwnWorkloadIdentity(t *testing.T) {
 	ctrlNS := newNamespace(t, nil)
 	sa := createServiceAccount(t, ctrlNS, "vaultcert", nil)
 	vault.AddFederatedCredential(client, clusterIssuer, "system:serviceaccount:"+ctrlNS+":vaultcert")
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{controllers.WorkloadIdentityAudience}}}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{connection.WorkloadIdentityAudience}}}
 	if err := k8s.SubResource("token").Create(context.Background(), sa, tr); err != nil {
 		t.Fatal(err)
 	}

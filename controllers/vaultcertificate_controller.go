@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +21,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
@@ -68,9 +68,6 @@ type VaultCertificateReconciler struct {
 	// Zero means the operation's Retry-After, else 10 s. Tests set it small.
 	IssuancePollInterval time.Duration
 
-	// issuanceBackoff spaces out retries of failed issuances (issuance.go).
-	issuanceBackoff issuanceBackoff
-
 	// pauses emits one Warning event per vault pause (see pauseReporter).
 	pauses pauseReporter
 
@@ -80,7 +77,7 @@ type VaultCertificateReconciler struct {
 	verified verifiedSecrets
 
 	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
-	credentials *credentialWatcher
+	credentials *connection.CredentialWatcher
 }
 
 // +kubebuilder:rbac:groups=vaultcert.io,resources=vaultcertificates,verbs=get;list;watch
@@ -97,7 +94,6 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		if apierrors.IsNotFound(err) {
 			r.written.forget(req.NamespacedName)
 			r.verified.forget(req.NamespacedName)
-			r.issuanceBackoff.reset(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -135,7 +131,7 @@ type syncRun struct {
 	cached *metav1.PartialObjectMetadata
 	// secret is the Secret with its data once read from the API server; nil when there is none or not read yet.
 	secret *corev1.Secret
-	conn   *resolvedConnection
+	conn   *connection.Resolved
 	kv     keyvault.Client
 	// hash is the spec hash (with the PKCS12 password Secret's version); password is that password.
 	hash, password string
@@ -218,12 +214,11 @@ func (r *VaultCertificateReconciler) loadSecret(ctx context.Context, run *syncRu
 // PKCS12 password, if any.
 func (r *VaultCertificateReconciler) connect(ctx context.Context, run *syncRun) *failure {
 	vc := run.vc
-	resolver := &connectionResolver{client: r.Client, apiReader: credentialReader{watcher: r.credentials, api: r.APIReader}, hosts: r.HostPolicy}
-	conn, err := resolver.forCertificate(ctx, vc)
+	conn, err := connection.NewResolver(r.Client, r.APIReader, r.credentials, r.HostPolicy).ForCertificate(ctx, vc)
 	if err != nil {
 		return classify(err, "the connection")
 	}
-	kv, err := r.Factory.Client(conn.key.String(), conn.config)
+	kv, err := r.Factory.Client(conn.Key.String(), conn.Config)
 	if err != nil {
 		return &failure{reason: vaultcertv1.ReasonConnectionNotReady, err: err, message: fmt.Sprintf("cannot use %s: %v", vc.Spec.ConnectionRef.Name, err)}
 	}
@@ -233,7 +228,7 @@ func (r *VaultCertificateReconciler) connect(ctx context.Context, run *syncRun) 
 	}
 	run.conn, run.kv, run.password, run.hasPassword = conn, kv, password, passwordVersion != ""
 	run.hash = specHash(&vc.Spec, passwordVersion)
-	run.what = fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.config.VaultURL)
+	run.what = fmt.Sprintf("certificate %q in %s", vc.Spec.CertificateName, conn.Config.VaultURL)
 	if vc.Spec.Version != "" {
 		run.what = fmt.Sprintf("version %s of %s", vc.Spec.Version, run.what)
 	}
@@ -249,7 +244,7 @@ func (r *VaultCertificateReconciler) upToDate(ctx context.Context, run *syncRun)
 		return false, nil, nil // no Secret of ours: there is work to do
 	}
 	due := decide.KeyVaultDue(decide.DueInput{VC: vc, Secret: &run.cached.ObjectMeta, SpecHash: run.hash,
-		VaultURL: run.conn.config.VaultURL, ConnectionRevision: run.conn.revision, Now: run.now})
+		VaultURL: run.conn.Config.VaultURL, ConnectionRevision: run.conn.Revision, Now: run.now})
 	if due == "" && r.verified.holds(vc, run.cached.ResourceVersion) {
 		return true, nil, nil
 	}
@@ -268,17 +263,21 @@ func (r *VaultCertificateReconciler) upToDate(ctx context.Context, run *syncRun)
 // it first, and refuses a disabled version.
 func (r *VaultCertificateReconciler) versionToHold(ctx context.Context, run *syncRun) (*keyvault.Certificate, issuanceResult) {
 	vc := run.vc
-	cert, err := run.kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
-	var issued issuanceResult
+	var (
+		cert   *keyvault.Certificate
+		issued issuanceResult
+	)
 	if vc.Spec.Issuance != nil && vc.Spec.Version == "" {
 		// Issuance (issuance.go): create when missing, follow a pending operation, keep the policy, renew.
-		if issued = r.reconcileIssuance(ctx, vc, run.secret, run.conn, run.kv, cert, err, run.what); issued.ends() {
+		if issued = r.reconcileIssuance(ctx, run); issued.ends() {
 			return nil, issued
 		}
-		cert, err = issued.cert, nil
-	}
-	if err != nil {
-		return nil, failedWith(classify(err, run.what))
+		cert = issued.cert
+	} else {
+		var err error
+		if cert, err = run.kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version); err != nil {
+			return nil, failedWith(classify(err, run.what))
+		}
 	}
 	if !cert.Enabled {
 		held := "no version"
@@ -340,10 +339,13 @@ func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certifi
 	if issued.note != "" {
 		message += "; " + issued.note
 	}
-	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionTrue, vaultcertv1.ReasonSynced, message)
+	if setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, metav1.ConditionTrue, vaultcertv1.ReasonSynced, message) &&
+		issued.noteEvent != "" {
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, issued.noteEvent, "Issue", "%s", issued.note)
+	}
 	// What this sync acted on, so the next reconcile can tell whether anything asks for Key Vault again.
 	vc.Status.LastRefreshRequest = vc.Annotations[vaultcertv1.AnnotationRefresh]
-	vc.Status.ConnectionRevision = run.conn.revision
+	vc.Status.ConnectionRevision = run.conn.Revision
 	r.verified.remember(vc, secretVersion)
 	if issued.poll > 0 {
 		// A new version is being issued: poll its operation rather than wait for the refresh interval.
@@ -509,8 +511,7 @@ func (r *VaultCertificateReconciler) fail(ctx context.Context, vc *vaultcertv1.V
 		status, reason = metav1.ConditionTrue, ready.Reason
 		message = fmt.Sprintf("Secret %s still holds valid version %s; the last refresh failed: %s", vc.Spec.SecretName, vc.Status.Version, f.message)
 	}
-	changed := ready == nil || ready.Reason != reason || ready.Status != status || !sameFailure(ready.Message, message)
-	setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, status, reason, message)
+	changed := setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionReady, status, reason, message)
 	syncTotal.WithLabelValues(f.reason).Inc()
 	switch {
 	case throttled && th.vault != "":
@@ -562,18 +563,6 @@ func setKStatus(vc *vaultcertv1.VaultCertificate) {
 		}
 		setCondition(conds, vc.Generation, condType, c.Status, c.Reason, c.Message)
 	}
-}
-
-// sameFailure compares messages while ignoring request IDs and timestamps that differ on every try, so a
-// repeated failure does not produce an event per try.
-func sameFailure(a, b string) bool {
-	cut := func(s string) string {
-		if i := strings.Index(s, "RequestId"); i >= 0 {
-			return s[:i]
-		}
-		return s
-	}
-	return cut(a) == cut(b)
 }
 
 // secretHoldsValidCertificate reports whether the managed Secret holds a key and certificate that match.

@@ -332,6 +332,31 @@ type VaultCertificateStatus struct {
 	// never their content) the last sync used: when it changes, Key Vault is asked again at once.
 	// +optional
 	ConnectionRevision string `json:"connectionRevision,omitempty"`
+	// issuance is what vaultcert keeps of its own requests to Key Vault under spec.issuance (failed operations,
+	// the daily limit), so a restarted controller or another replica makes the same decisions.
+	// +optional
+	Issuance *IssuanceStatus `json:"issuance,omitempty"`
+}
+
+// IssuanceStatus records failed certificate operations and the daily limit of new versions.
+type IssuanceStatus struct {
+	// failedOperation is the request ID of the last failed certificate operation Key Vault reported; a new
+	// failed operation counts once in failures.
+	// +optional
+	FailedOperation string `json:"failedOperation,omitempty"`
+	// failures counts failed certificate operations in a row since the last success; it sets the backoff.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Failures int32 `json:"failures,omitempty"`
+	// retryAt is when a failed first version is requested again.
+	// +optional
+	RetryAt *metav1.Time `json:"retryAt,omitempty"`
+	// limitedAtGeneration is the generation at which vaultcert reached its daily limit of new versions
+	// (--issuance-daily-limit): while metadata.generation is this, vaultcert requests no new version by itself
+	// (the vaultcert.io/renew annotation still does).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LimitedAtGeneration int64 `json:"limitedAtGeneration,omitempty"`
 }
 
 // VaultCertificate keeps a Kubernetes TLS Secret in step with an Azure Key Vault certificate.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
@@ -24,6 +26,30 @@ func BackoffDelay(base time.Duration, failures int) time.Duration {
 		d *= 2
 	}
 	return min(d, MaxIssuanceBackoff)
+}
+
+// FailedOperation folds a failed certificate operation into the issuance status: a request ID not seen before
+// counts one more failure and moves the retry time by the backoff; the same one seen again changes nothing.
+// isNew reports a failure not seen before (one event per failure). The status lives in the object, so a
+// restarted controller keeps the count and the retry time.
+func FailedOperation(st *vaultcertv1.IssuanceStatus, requestID string, now time.Time, base time.Duration) (next vaultcertv1.IssuanceStatus, isNew bool) {
+	if st != nil {
+		next = *st
+	}
+	if st != nil && st.FailedOperation == requestID && st.RetryAt != nil {
+		return next, false
+	}
+	next.FailedOperation = requestID
+	next.Failures++
+	next.RetryAt = &metav1.Time{Time: now.Add(BackoffDelay(base, int(next.Failures))).Truncate(time.Second)}
+	return next, true
+}
+
+// IssuanceLimited reports whether vc reached the daily limit of new versions at its current generation: then
+// vaultcert requests none by itself until the spec or the renew annotation changes.
+func IssuanceLimited(vc *vaultcertv1.VaultCertificate) bool {
+	st := vc.Status.Issuance
+	return st != nil && st.LimitedAtGeneration != 0 && st.LimitedAtGeneration == vc.Generation
 }
 
 // IssuancePolicy maps spec.issuance to the Key Vault policy, with the CRD's defaults applied (an object

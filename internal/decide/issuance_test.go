@@ -85,6 +85,43 @@ func TestBackoffDelay(t *testing.T) {
 	}
 }
 
+// TestFailedOperation: one failed operation counts once however often it is read, the next one doubles the
+// backoff, and the count survives in the status (a restart keeps the pace).
+func TestFailedOperation(t *testing.T) {
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	st, isNew := FailedOperation(nil, "op1", now, 10*time.Second)
+	if !isNew || st.Failures != 1 || !st.RetryAt.Time.Equal(now.Add(10*time.Second)) {
+		t.Fatalf("first failure: %+v new=%v", st, isNew)
+	}
+	again, isNew := FailedOperation(&st, "op1", now.Add(5*time.Second), 10*time.Second)
+	if isNew || again.Failures != 1 || !again.RetryAt.Equal(st.RetryAt) {
+		t.Errorf("the same operation read again must change nothing: %+v new=%v", again, isNew)
+	}
+	second, isNew := FailedOperation(&again, "op2", now.Add(time.Minute), 10*time.Second)
+	if !isNew || second.Failures != 2 || !second.RetryAt.Time.Equal(now.Add(time.Minute+20*time.Second)) {
+		t.Errorf("a second failure doubles the delay: %+v", second)
+	}
+	if st.Failures != 1 {
+		t.Error("FailedOperation must not modify its input")
+	}
+}
+
+func TestIssuanceLimited(t *testing.T) {
+	vc := &vaultcertv1.VaultCertificate{}
+	vc.Generation = 3
+	if IssuanceLimited(vc) {
+		t.Error("no issuance status: not limited")
+	}
+	vc.Status.Issuance = &vaultcertv1.IssuanceStatus{LimitedAtGeneration: 3}
+	if !IssuanceLimited(vc) {
+		t.Error("limited at the current generation")
+	}
+	vc.Generation = 4
+	if IssuanceLimited(vc) {
+		t.Error("a spec change (new generation) lifts the limit")
+	}
+}
+
 func TestRenewalOverdue(t *testing.T) {
 	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cert := &keyvault.Certificate{NotBefore: nb, Expires: nb.Add(300 * 24 * time.Hour),

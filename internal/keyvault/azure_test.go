@@ -452,8 +452,9 @@ func TestAuthenticationErrors(t *testing.T) {
 		if !errors.As(err, &ae) {
 			t.Fatalf("%T %v", err, err)
 		}
-		if ae.StatusCode != 401 || ae.Code != "invalid_client" || !strings.HasPrefix(ae.Message, "AADSTS7000215") {
-			t.Errorf("details: %d %q %q", ae.StatusCode, ae.Code, ae.Message)
+		if ae.StatusCode != 401 || ae.Code != "invalid_client" || !strings.HasPrefix(ae.Message, "AADSTS7000215") ||
+			len(ae.EntraCodes) != 1 || ae.EntraCodes[0] != 7000215 {
+			t.Errorf("details: %d %q %q %v", ae.StatusCode, ae.Code, ae.Message, ae.EntraCodes)
 		}
 		if strings.Contains(err.Error(), "wrong-secret") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("message %q", err.Error())

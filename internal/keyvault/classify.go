@@ -242,7 +242,7 @@ func asAuthenticationError(err error) *AuthenticationError {
 	ae := &AuthenticationError{Err: inner}
 	if isAFE && afe.RawResponse != nil {
 		ae.StatusCode = afe.RawResponse.StatusCode
-		ae.Code, ae.Message = parseOAuthError(afe.RawResponse)
+		ae.Code, ae.Message, ae.EntraCodes = parseOAuthError(afe.RawResponse)
 	}
 	return ae
 }
@@ -250,19 +250,22 @@ func asAuthenticationError(err error) *AuthenticationError {
 // parseOAuthError reads an Entra ID token error body: {"error":"invalid_client","error_description":"AADSTS...\r\nTrace ID: ..."}
 // (IMDS answers in that shape too), or a managed identity endpoint's {"statusCode":400,"message":"Unable to load
 // the proper Managed Identity."} (App Service, Azure Functions), whose message is returned with an empty code.
-func parseOAuthError(resp *http.Response) (code, message string) {
+func parseOAuthError(resp *http.Response) (code, message string, entraCodes []int) {
 	body, err := runtime.Payload(resp)
 	if err != nil || len(body) == 0 {
-		return "", ""
+		return "", "", nil
 	}
 	var doc struct {
 		Error            string `json:"error"`
 		ErrorDescription string `json:"error_description"`
+		ErrorCodes       []int  `json:"error_codes"`
 		Message          string `json:"message"`
 	}
 	if json.Unmarshal(body, &doc) != nil {
-		return "", ""
+		return "", "", nil
 	}
+	// A hostile authority could send millions of codes: a few are all anyone reads.
+	entraCodes = doc.ErrorCodes[:min(len(doc.ErrorCodes), 8)]
 	desc := doc.ErrorDescription
 	if doc.Error == "" && desc == "" {
 		desc = doc.Message
@@ -270,5 +273,5 @@ func parseOAuthError(resp *http.Response) (code, message string) {
 	if i := strings.IndexAny(desc, "\r\n"); i >= 0 {
 		desc = desc[:i]
 	}
-	return doc.Error, truncate(desc)
+	return doc.Error, truncate(desc), entraCodes
 }

@@ -101,6 +101,9 @@ type AuthenticationError struct {
 	// Message is the first line of the token endpoint's error_description, e.g.
 	// "AADSTS7000215: Invalid client secret provided."; empty when unknown.
 	Message string
+	// EntraCodes are Entra ID's numeric error codes (the token response's error_codes, the AADSTS numbers),
+	// e.g. 7000215; empty when the answer had none (managed identity endpoints, network failures).
+	EntraCodes []int
 }
 
 // Error says the identity could not authenticate. It prefers the token endpoint's short answer over

@@ -1,4 +1,4 @@
-package controllers
+package connection
 
 import (
 	"context"
@@ -61,8 +61,7 @@ func (s *serviceAccountTokenSource) Token(ctx context.Context) (string, error) {
 		ExpirationSeconds: &seconds,
 	}}
 	if err := s.client.SubResource("token").Create(ctx, sa, tr); err != nil {
-		return "", fmt.Errorf("requesting a token of ServiceAccount %s/%s (TokenRequest, audience %s) failed: %w; the controller needs create on serviceaccounts/token in that namespace",
-			s.namespace, s.name, WorkloadIdentityAudience, err)
+		return "", &serviceAccountTokenError{namespace: s.namespace, name: s.name, err: err}
 	}
 	if tr.Status.Token == "" {
 		return "", fmt.Errorf("the API server returned an empty token for ServiceAccount %s/%s", s.namespace, s.name)
@@ -71,6 +70,19 @@ func (s *serviceAccountTokenSource) Token(ctx context.Context) (string, error) {
 	s.refreshAt = refreshTime(now, tr.Status.ExpirationTimestamp.Time)
 	return s.token, nil
 }
+
+// serviceAccountTokenError is a failed TokenRequest for a connection's ServiceAccount.
+type serviceAccountTokenError struct {
+	namespace, name string
+	err             error
+}
+
+func (e *serviceAccountTokenError) Error() string {
+	return fmt.Sprintf("requesting a token of ServiceAccount %s/%s (TokenRequest, audience %s) failed: %v; the controller needs create on serviceaccounts/token in that namespace",
+		e.namespace, e.name, WorkloadIdentityAudience, e.err)
+}
+
+func (e *serviceAccountTokenError) Unwrap() error { return e.err }
 
 // refreshTime is when a token issued at now and expiring at exp is replaced: after 80 % of its lifetime
 // (12 minutes before the expiry of the hour-long tokens asked for), like the kubelet's projected tokens.

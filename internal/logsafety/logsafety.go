@@ -1,4 +1,5 @@
-package controllers
+// Package logsafety keeps Kubernetes request and response bodies, which hold Secret data, out of vaultcert's logs.
+package logsafety
 
 import "github.com/go-logr/logr"
 

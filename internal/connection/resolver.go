@@ -1,10 +1,9 @@
-package controllers
+package connection
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -21,26 +20,30 @@ import (
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
 
-// connectionError is a problem with a connection itself (missing, not allowed, credentials unreadable). Reason is
-// the VaultCertificate condition reason it maps to; the message says what to fix.
-type connectionError struct {
-	reason  string
-	message string
+// Error is a problem with a connection itself (missing, not allowed, credentials unreadable): the user must fix
+// the connection or what it names, so retrying sooner does not help.
+type Error struct {
+	// Reason is the VaultCertificate condition reason it maps to (vaultcertv1.ReasonConnectionNotReady or
+	// vaultcertv1.ReasonConnectionNotAllowed).
+	Reason string
+	// Message says what is wrong and what to fix.
+	Message string
 }
 
-func (e *connectionError) Error() string { return e.message }
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
 
-// resolvedConnection is a connection ready to build a Key Vault client from.
-type resolvedConnection struct {
-	// key identifies the connection for the client factory's cache.
-	key connectionKey
-	// config is the vault, identity and cloud settings, with credential material read from its Secret.
-	config keyvault.Config
-	// cluster is the ClusterVaultConnection behind it; nil for a VaultConnection.
-	cluster *vaultcertv1.ClusterVaultConnection
-	// revision changes whenever the connection's spec or a credential object it reads changes; it names no
+// Resolved is a connection ready to build a Key Vault client from.
+type Resolved struct {
+	// Key identifies the connection for the client factory's cache.
+	Key Key
+	// Config is the vault, identity and cloud settings, with credential material read from its Secret.
+	Config keyvault.Config
+	// Cluster is the ClusterVaultConnection behind it; nil for a VaultConnection.
+	Cluster *vaultcertv1.ClusterVaultConnection
+	// Revision changes whenever the connection's spec or a credential object it reads changes; it names no
 	// secret material, so it can be recorded in status (status.connectionRevision).
-	revision string
+	Revision string
 }
 
 // The controller reads the ServiceAccounts connections name (directly, not cached) and asks for their tokens;
@@ -48,8 +51,9 @@ type resolvedConnection struct {
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 
-// connectionResolver turns connection objects into keyvault.Config, enforcing the tenancy rules.
-type connectionResolver struct {
+// Resolver turns connection objects into keyvault.Config, enforcing the tenancy rules and the host policy. It
+// records the credential objects it reads for the Revision, so use a new one (NewResolver) for each reconcile.
+type Resolver struct {
 	// client reads connections and namespaces (cached) and requests ServiceAccount tokens.
 	client client.Client
 	// apiReader reads credential Secrets and ServiceAccounts directly: the label-filtered Secret cache does not
@@ -63,8 +67,17 @@ type connectionResolver struct {
 	read []string
 }
 
-// forCertificate resolves the connection a VaultCertificate names and checks it may use it.
-func (r *connectionResolver) forCertificate(ctx context.Context, vc *vaultcertv1.VaultCertificate) (*resolvedConnection, error) {
+// NewResolver returns a resolver for one reconcile. c reads connections and namespaces (the manager's client)
+// and requests ServiceAccount tokens; apiReader reads credential Secrets and ServiceAccounts from the API server,
+// except those credentials has seen unchanged since it last read them (credentials may be nil: always read);
+// hosts is the admin's allow-list for VaultConnections.
+func NewResolver(c client.Client, apiReader client.Reader, credentials *CredentialWatcher, hosts hostpolicy.Policy) *Resolver {
+	return &Resolver{client: c, apiReader: credentialReader{watcher: credentials, api: apiReader}, hosts: hosts}
+}
+
+// ForCertificate resolves the connection a VaultCertificate names and checks that the certificate's namespace
+// may use it (a ClusterVaultConnection's namespaceSelector). A *Error says what to fix.
+func (r *Resolver) ForCertificate(ctx context.Context, vc *vaultcertv1.VaultCertificate) (*Resolved, error) {
 	ref := vc.Spec.ConnectionRef
 	switch ref.Kind {
 	case vaultcertv1.ClusterVaultConnectionKind:
@@ -87,70 +100,81 @@ func (r *connectionResolver) forCertificate(ctx context.Context, vc *vaultcertv1
 
 // revised stamps a resolved connection with its revision: a hash of its key, its configuration without secret
 // values, and the resourceVersions of the credential objects read. Credentials rotated in a Secret change it.
-func (r *connectionResolver) revised(conn *resolvedConnection, err error) (*resolvedConnection, error) {
+func (r *Resolver) revised(conn *Resolved, err error) (*Resolved, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := conn.config
+	c := conn.Config
 	h := sha256.New()
-	for _, f := range append([]string{conn.key.String(), c.VaultURL, c.Cloud.AuthorityHost,
+	for _, f := range append([]string{conn.Key.String(), c.VaultURL, c.Cloud.AuthorityHost,
 		fmt.Sprint(c.Cloud.DisableInstanceDiscovery, c.Cloud.DisableChallengeResourceVerification), string(c.Cloud.CABundle),
 		string(c.Auth.Method), c.Auth.TenantID, c.Auth.ClientID, c.Auth.AssertionKey, c.Auth.TokenFile,
 		strings.Join(c.AllowedHosts, ",")}, r.read...) {
 		fmt.Fprintf(h, "%d:%s;", len(f), f)
 	}
-	conn.revision = hex.EncodeToString(h.Sum(nil))[:16]
+	conn.Revision = hex.EncodeToString(h.Sum(nil))[:16]
 	return conn, nil
 }
 
 func notReadyIfMissing(err error, message string) error {
 	if apierrors.IsNotFound(err) {
-		return &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: message}
+		return &Error{Reason: vaultcertv1.ReasonConnectionNotReady, Message: message}
 	}
 	return err
 }
 
 // admits enforces a ClusterVaultConnection's namespaceSelector before any Key Vault call.
-func (r *connectionResolver) admits(ctx context.Context, conn *vaultcertv1.ClusterVaultConnection, namespace string) error {
+func (r *Resolver) admits(ctx context.Context, conn *vaultcertv1.ClusterVaultConnection, namespace string) error {
 	sel := conn.Spec.NamespaceSelector
 	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
 		return nil
 	}
 	selector, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
-		return &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: fmt.Sprintf("ClusterVaultConnection %q has an invalid namespaceSelector: %v", conn.Name, err)}
+		return &Error{Reason: vaultcertv1.ReasonConnectionNotReady,
+			Message: fmt.Sprintf("ClusterVaultConnection %q has an invalid namespaceSelector: %v", conn.Name, err)}
 	}
 	var ns corev1.Namespace
 	if err := r.client.Get(ctx, types.NamespacedName{Name: namespace}, &ns); err != nil {
 		return err
 	}
 	if !selector.Matches(labels.Set(ns.Labels)) {
-		return &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
-			message: fmt.Sprintf("ClusterVaultConnection %q does not admit namespace %q: its namespaceSelector (%s) does not match the namespace's labels; ask the cluster admin to label the namespace or use a VaultConnection in this namespace", conn.Name, namespace, selector.String())}
+		return &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed,
+			Message: fmt.Sprintf("ClusterVaultConnection %q does not admit namespace %q: its namespaceSelector (%s) does not match the namespace's labels; ask the cluster admin to label the namespace or use a VaultConnection in this namespace", conn.Name, namespace, selector.String())}
 	}
 	return nil
 }
 
+// ForNamespaced resolves a VaultConnection (its Ready check). A *Error says what to fix.
+func (r *Resolver) ForNamespaced(ctx context.Context, conn *vaultcertv1.VaultConnection) (*Resolved, error) {
+	return r.revised(r.forNamespaced(ctx, conn))
+}
+
+// ForCluster resolves a ClusterVaultConnection (its Ready check), whatever its namespaceSelector. A *Error says
+// what to fix.
+func (r *Resolver) ForCluster(ctx context.Context, conn *vaultcertv1.ClusterVaultConnection) (*Resolved, error) {
+	return r.revised(r.forCluster(ctx, conn))
+}
+
 // forNamespaced builds the config of a VaultConnection. It never uses the controller's identity and reads
 // Secrets only in the connection's namespace.
-func (r *connectionResolver) forNamespaced(ctx context.Context, conn *vaultcertv1.VaultConnection) (*resolvedConnection, error) {
+func (r *Resolver) forNamespaced(ctx context.Context, conn *vaultcertv1.VaultConnection) (*Resolved, error) {
 	what := fmt.Sprintf("VaultConnection %s/%s", conn.Namespace, conn.Name)
 	auth := conn.Spec.Auth
 	if auth == nil || (auth.ServicePrincipal == nil && auth.WorkloadIdentity == nil && auth.ManagedIdentity == nil) {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: what + " sets no auth method; a VaultConnection must name its own identity (servicePrincipal or workloadIdentity)"}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotReady,
+			Message: what + " sets no auth method; a VaultConnection must name its own identity (servicePrincipal or workloadIdentity)"}
 	}
 	if wi := auth.WorkloadIdentity; wi != nil && (wi.ServiceAccountRef == nil || wi.ServiceAccountRef.Namespace != "" && wi.ServiceAccountRef.Namespace != conn.Namespace) {
 		// CEL rejects both; this guards objects written before the rule or with validation bypassed.
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
-			message: what + " uses workloadIdentity without a serviceAccountRef in its own namespace; a VaultConnection exchanges the token of one of its namespace's ServiceAccounts and never the controller's own identity"}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed,
+			Message: what + " uses workloadIdentity without a serviceAccountRef in its own namespace; a VaultConnection exchanges the token of one of its namespace's ServiceAccounts and never the controller's own identity"}
 	}
 	if auth.ManagedIdentity != nil {
 		// A managed identity belongs to the controller's pod: letting a namespace select it would lend it the
 		// controller's identity.
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
-			message: what + " uses managedIdentity, which is the controller's own pod identity; only a ClusterVaultConnection may use it"}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed,
+			Message: what + " uses managedIdentity, which is the controller's own pod identity; only a ClusterVaultConnection may use it"}
 	}
 	// Hosts before credentials: a refused connection reads no Secret and sends nothing anywhere.
 	allowed, err := r.allowedHosts(what, &conn.Spec)
@@ -166,40 +190,40 @@ func (r *connectionResolver) forNamespaced(ctx context.Context, conn *vaultcertv
 		// Instance discovery would ask login.microsoftonline.com about an authority the admin vouched for.
 		cfg.Cloud.DisableInstanceDiscovery = true
 	}
-	return &resolvedConnection{key: namespacedConnection(conn.Namespace, conn.Name), config: *cfg}, nil
+	return &Resolved{Key: Namespaced(conn.Namespace, conn.Name), Config: *cfg}, nil
 }
 
 // allowedHosts checks a VaultConnection's vault and authority against the admin's allow-list and returns the
 // only two hosts its client may reach: the vault's, then the authority's.
-func (r *connectionResolver) allowedHosts(what string, spec *vaultcertv1.ConnectionSpec) ([]string, error) {
+func (r *Resolver) allowedHosts(what string, spec *vaultcertv1.ConnectionSpec) ([]string, error) {
 	authority := ""
 	if c := spec.Cloud; c != nil {
 		// CEL refuses both; this guards objects written before the rule or with validation bypassed.
 		if c.DisableInstanceDiscovery || c.DisableChallengeResourceVerification {
-			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed, message: what +
+			return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed, Message: what +
 				" sets cloud.disableInstanceDiscovery or cloud.disableChallengeResourceVerification, which only a ClusterVaultConnection may set: remove them, or ask the cluster admin for a ClusterVaultConnection"}
 		}
 		authority = c.AuthorityHost
 	}
 	vaultHost, err := r.hosts.CheckVault(spec.VaultURL)
 	if err != nil {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed, message: what + ": " + err.Error()}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed, Message: what + ": " + err.Error()}
 	}
 	authorityHost, err := r.hosts.CheckAuthority(authority)
 	if err != nil {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed, message: what + ": " + err.Error()}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed, Message: what + ": " + err.Error()}
 	}
 	return []string{vaultHost, authorityHost}, nil
 }
 
 // forCluster builds the config of a ClusterVaultConnection.
-func (r *connectionResolver) forCluster(ctx context.Context, conn *vaultcertv1.ClusterVaultConnection) (*resolvedConnection, error) {
+func (r *Resolver) forCluster(ctx context.Context, conn *vaultcertv1.ClusterVaultConnection) (*Resolved, error) {
 	cfg, err := r.config(ctx, "ClusterVaultConnection "+conn.Name, "", &conn.Spec.ConnectionSpec)
 	if err != nil {
 		return nil, err
 	}
 	cfg.AllowedHosts = clusterAllowedHosts(cfg)
-	return &resolvedConnection{key: clusterConnection(conn.Name), config: *cfg, cluster: conn}, nil
+	return &Resolved{Key: Cluster(conn.Name), Config: *cfg, Cluster: conn}, nil
 }
 
 // clusterAllowedHosts confines a ClusterVaultConnection's own identity (service principal, a ServiceAccount's
@@ -231,7 +255,7 @@ func clusterAllowedHosts(cfg *keyvault.Config) []string {
 
 // config maps a connection spec to keyvault.Config. ownNamespace is the namespace references resolve in for a
 // VaultConnection; "" for the cluster kind, whose references carry their namespace.
-func (r *connectionResolver) config(ctx context.Context, what, ownNamespace string, spec *vaultcertv1.ConnectionSpec) (*keyvault.Config, error) {
+func (r *Resolver) config(ctx context.Context, what, ownNamespace string, spec *vaultcertv1.ConnectionSpec) (*keyvault.Config, error) {
 	cfg := &keyvault.Config{VaultURL: spec.VaultURL}
 	if c := spec.Cloud; c != nil {
 		cfg.Cloud = keyvault.CloudConfig{
@@ -285,11 +309,11 @@ func (r *connectionResolver) config(ctx context.Context, what, ownNamespace stri
 // (ownNamespace "") may do, the controller's own workload identity from its environment. The ServiceAccount's
 // UID is part of AssertionKey, so a re-created ServiceAccount, or changed annotations (clientID, tenantID),
 // rebuild the credential.
-func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownNamespace string, wi *vaultcertv1.WorkloadIdentityAuth) (*keyvault.AuthConfig, error) {
+func (r *Resolver) workloadIdentity(ctx context.Context, what, ownNamespace string, wi *vaultcertv1.WorkloadIdentityAuth) (*keyvault.AuthConfig, error) {
 	if wi.ServiceAccountRef == nil {
 		if ownNamespace != "" {
-			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotAllowed,
-				message: what + " uses workloadIdentity without serviceAccountRef; only a ClusterVaultConnection may use the controller's own identity"}
+			return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotAllowed,
+				Message: what + " uses workloadIdentity without serviceAccountRef; only a ClusterVaultConnection may use the controller's own identity"}
 		}
 		getenv := r.getenv
 		if getenv == nil {
@@ -310,7 +334,7 @@ func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownName
 			}
 		}
 		if len(missing) > 0 {
-			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: fmt.Sprintf(
+			return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotReady, Message: fmt.Sprintf(
 				"%s uses the controller's own workload identity, but the controller's pod has no %s: enable Azure workload identity for the controller (pod label azure.workload.identity/use=true, ServiceAccount annotation azure.workload.identity/client-id), or set spec.auth.workloadIdentity.serviceAccountRef",
 				what, strings.Join(missing, ", "))}
 		}
@@ -323,11 +347,8 @@ func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownName
 		return nil, err
 	}
 	var sa corev1.ServiceAccount
-	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sa); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-				message: fmt.Sprintf("%s: ServiceAccount %s/%s not found: create it, or fix spec.auth.workloadIdentity.serviceAccountRef", what, namespace, ref.Name)}
-		}
+	if err := r.readCredential(ctx, namespace, ref.Name, &sa, fmt.Sprintf(
+		"%s: ServiceAccount %s/%s not found: create it, or fix spec.auth.workloadIdentity.serviceAccountRef", what, namespace, ref.Name)); err != nil {
 		return nil, err
 	}
 	a := &keyvault.AuthConfig{Method: keyvault.AuthWorkloadIdentity, ClientID: wi.ClientID, TenantID: wi.TenantID}
@@ -345,13 +366,23 @@ func (r *connectionResolver) workloadIdentity(ctx context.Context, what, ownName
 		missing = append(missing, fmt.Sprintf("spec.auth.workloadIdentity.tenantID or the ServiceAccount's %s annotation", AnnotationWorkloadIdentityTenantID))
 	}
 	if len(missing) > 0 {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: fmt.Sprintf(
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotReady, Message: fmt.Sprintf(
 			"%s: workload identity through ServiceAccount %s/%s needs a client ID and a tenant ID: set %s", what, namespace, ref.Name, strings.Join(missing, ", and "))}
 	}
 	a.Assertion = newServiceAccountTokenSource(r.client, namespace, ref.Name).Token
 	a.AssertionKey = fmt.Sprintf("serviceaccount:%s/%s/%s", namespace, ref.Name, sa.UID)
 	r.read = append(r.read, "serviceaccount:"+namespace+"/"+ref.Name+"@"+sa.ResourceVersion)
 	return a, nil
+}
+
+// readCredential reads a credential object (Secret or ServiceAccount) directly; a missing one is a
+// ConnectionNotReady error with notFound as its message.
+func (r *Resolver) readCredential(ctx context.Context, namespace, name string, obj client.Object, notFound string) error {
+	err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return &Error{Reason: vaultcertv1.ReasonConnectionNotReady, Message: notFound}
+	}
+	return err
 }
 
 // referenceNamespace is where a credential reference resolves: always ownNamespace for a VaultConnection
@@ -361,35 +392,31 @@ func referenceNamespace(what, ownNamespace, refNamespace, reference string) (str
 	case ownNamespace != "":
 		return ownNamespace, nil
 	case refNamespace == "":
-		return "", &connectionError{reason: vaultcertv1.ReasonConnectionNotReady, message: fmt.Sprintf("%s: %s needs a namespace", what, reference)}
+		return "", &Error{Reason: vaultcertv1.ReasonConnectionNotReady, Message: fmt.Sprintf("%s: %s needs a namespace", what, reference)}
 	}
 	return refNamespace, nil
 }
 
 // secretValue reads one key of a credential Secret. A VaultConnection's references always resolve in its own
 // namespace, whatever the reference says.
-func (r *connectionResolver) secretValue(ctx context.Context, what, ownNamespace string, ref *vaultcertv1.SecretKeyReference) ([]byte, error) {
+func (r *Resolver) secretValue(ctx context.Context, what, ownNamespace string, ref *vaultcertv1.SecretKeyReference) ([]byte, error) {
 	namespace, err := referenceNamespace(what, ownNamespace, ref.Namespace, fmt.Sprintf("the reference to Secret %q", ref.Name))
 	if err != nil {
 		return nil, err
 	}
 	var secret corev1.Secret
-	if err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-				message: fmt.Sprintf("%s: credential Secret %s/%s not found", what, namespace, ref.Name)}
-		}
+	if err := r.readCredential(ctx, namespace, ref.Name, &secret, fmt.Sprintf("%s: credential Secret %s/%s not found", what, namespace, ref.Name)); err != nil {
 		return nil, err
 	}
 	value := secret.Data[ref.Key]
 	r.read = append(r.read, "secret:"+namespace+"/"+ref.Name+"@"+secret.ResourceVersion)
 	if len(value) > maxCredentialBytes {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: fmt.Sprintf("%s: key %q of credential Secret %s/%s holds %d bytes; a client secret or certificate is at most %d", what, ref.Key, namespace, ref.Name, len(value), maxCredentialBytes)}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotReady,
+			Message: fmt.Sprintf("%s: key %q of credential Secret %s/%s holds %d bytes; a client secret or certificate is at most %d", what, ref.Key, namespace, ref.Name, len(value), maxCredentialBytes)}
 	}
 	if len(value) == 0 {
-		return nil, &connectionError{reason: vaultcertv1.ReasonConnectionNotReady,
-			message: fmt.Sprintf("%s: credential Secret %s/%s has no key %q (or it is empty)", what, namespace, ref.Name, ref.Key)}
+		return nil, &Error{Reason: vaultcertv1.ReasonConnectionNotReady,
+			Message: fmt.Sprintf("%s: credential Secret %s/%s has no key %q (or it is empty)", what, namespace, ref.Name, ref.Key)}
 	}
 	return value, nil
 }
@@ -397,41 +424,3 @@ func (r *connectionResolver) secretValue(ctx context.Context, what, ownNamespace
 // maxCredentialBytes bounds a credential value: client secrets are tens of bytes, client certificates with their
 // chain a few KiB.
 const maxCredentialBytes = 64 << 10
-
-// managedIdentityFix is the fix when the managed identity endpoint does not know the requested identity.
-const managedIdentityFix = "the managed identity endpoint of the controller's node has no identity with spec.auth.managedIdentity.clientID: " +
-	"assign that user-assigned identity to the nodes the controller runs on (AKS: the node pool's VM scale set, or use the kubelet identity's client ID), " +
-	"check that clientID is the identity's client ID (not its object or resource ID), or omit clientID to use the system-assigned identity"
-
-// authenticationFix names the fix for a token failure, from the AADSTS code Entra ID answered with.
-func authenticationFix(err error) string {
-	var ae *keyvault.AuthenticationError
-	msg := err.Error()
-	if errors.As(err, &ae) && ae.Message != "" {
-		msg = ae.Message
-	}
-	for _, f := range []struct{ code, fix string }{
-		{"AADSTS7000215", "the client secret in the connection's Secret is wrong: store the secret's value (not its ID) from the application's Certificates & secrets page"},
-		{"AADSTS7000222", "the client secret has expired: create a new one for the application and update the connection's Secret"},
-		{"AADSTS700016", "no application with that clientID exists in the tenant: check clientID and tenantID (and cloud.authorityHost for sovereign clouds)"},
-		{"AADSTS90002", "the tenant does not exist in this cloud: check tenantID and cloud.authorityHost"},
-		{"AADSTS700211", "the ServiceAccount token's issuer matches none of the application's federated credentials: set the federated credential's issuer to the cluster's OIDC issuer URL exactly (az aks show --query oidcIssuerProfile.issuerUrl)"},
-		{"AADSTS700212", "the application's federated credential must have audience api://AzureADTokenExchange"},
-		{"AADSTS70021", "add a federated credential to the application (or user-assigned identity) with the cluster's OIDC issuer and subject system:serviceaccount:<namespace>:<serviceaccount>, exactly as shown above"},
-		{"AADSTS700024", "the assertion is outside its validity period: check the clocks of the cluster and the ServiceAccount token lifetime"},
-		{"AADSTS50166", "Entra ID could not read the cluster's OIDC signing keys: the issuer's /.well-known/openid-configuration and JWKS must be publicly reachable"},
-		{"AADSTS700027", "the assertion's signature did not verify: for a client certificate, upload that certificate to the application; for workload identity, make sure the cluster's published OIDC keys are current"},
-		// Managed identity endpoints: App Service's 400 body, IMDS's 400 body, and azidentity's IMDS message.
-		{"Unable to load the proper Managed Identity", managedIdentityFix},
-		{"Identity not found", managedIdentityFix},
-		{"the requested identity isn't assigned", managedIdentityFix},
-	} {
-		if strings.Contains(msg, f.code) {
-			return f.fix
-		}
-	}
-	if strings.Contains(msg, "TokenRequest") {
-		return "grant the controller create on serviceaccounts/token, and check the ServiceAccount exists"
-	}
-	return "check tenantID, clientID and the credential (client secret or certificate Secret, or the ServiceAccount's federated credential)"
-}

@@ -1,4 +1,4 @@
-package controllers
+package connection
 
 import (
 	"context"
@@ -138,7 +138,7 @@ func (q recordingQueue) Add(r reconcile.Request) {
 }
 
 // informerKeys returns the keys of the objects the informer of r holds.
-func informerKeys(w *credentialWatcher, r credentialRef) []string {
+func informerKeys(w *CredentialWatcher, r credentialRef) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rw, ok := w.watches[r]
@@ -151,7 +151,7 @@ func informerKeys(w *credentialWatcher, r credentialRef) []string {
 }
 
 // informerVersion returns the resourceVersion of r in its informer, "" when the informer does not hold it.
-func informerVersion(w *credentialWatcher, r credentialRef) string {
+func informerVersion(w *CredentialWatcher, r credentialRef) string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rw, ok := w.watches[r]
@@ -190,16 +190,14 @@ func TestCredentialWatcher(t *testing.T) {
 	for _, vc := range []*vaultcertv1.VaultCertificate{cert("web", "a"), cert("api", "a"), cert("other", "c")} {
 		mustCreate(t, c, vc)
 	}
-	connA, connB, shared := namespacedConnection(ns, "a"), namespacedConnection(ns, "b"), clusterConnection("shared")
+	connA, connB, shared := Namespaced(ns, "a"), Namespaced(ns, "b"), Cluster("shared")
 
 	// The watcher's reader: a real cache with the connection index, as the manager's.
-	certs, err := cache.New(envtestConfig(t), cache.Options{Scheme: envtestScheme(t), DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	certs, err := cache.New(envtestConfig(t), cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := certs.IndexField(ctx, &vaultcertv1.VaultCertificate{}, connectionIndex, func(o client.Object) []string {
-		return []string{connectionOf(o.(*vaultcertv1.VaultCertificate)).String()}
-	}); err != nil {
+	if err := IndexCertificates(ctx, certs); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = certs.Start(ctx) }()
@@ -208,7 +206,7 @@ func TestCredentialWatcher(t *testing.T) {
 	}
 	waitFor(t, "the cache to hold the certificates of connection a", func() bool {
 		var list vaultcertv1.VaultCertificateList
-		return certs.List(ctx, &list, client.MatchingFields{connectionIndex: connA.String()}) == nil && len(list.Items) == 2
+		return certs.List(ctx, &list, client.MatchingFields{CertificateIndex: connA.String()}) == nil && len(list.Items) == 2
 	})
 
 	requests := &requestLog{}
@@ -223,11 +221,11 @@ func TestCredentialWatcher(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- w.Start(watcherCtx) }()
 	adds := &addLog{}
-	for _, name := range []string{queueVaultConnection, queueClusterVaultConnection, queueVaultCertificate} {
+	for _, name := range []string{QueueVaultConnection, QueueClusterVaultConnection, QueueVaultCertificate} {
 		q := recordingQueue{TypedRateLimitingInterface: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]()),
 			name: name, log: adds}
 		t.Cleanup(q.ShutDown)
-		if err := w.source(name).Start(watcherCtx, q); err != nil {
+		if err := w.Source(name).Start(watcherCtx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,9 +281,9 @@ func TestCredentialWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		queueVaultConnection:        {ns + "/a", ns + "/b"},
-		queueClusterVaultConnection: {"/shared"},
-		queueVaultCertificate:       {ns + "/api", ns + "/web"},
+		QueueVaultConnection:        {ns + "/a", ns + "/b"},
+		QueueClusterVaultConnection: {"/shared"},
+		QueueVaultCertificate:       {ns + "/api", ns + "/web"},
 	}
 	waitFor(t, "the change to be enqueued", func() bool { return adds.total() >= 5 })
 	if got := adds.take(); !reflect.DeepEqual(got, want) {
@@ -302,13 +300,13 @@ func TestCredentialWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deletion to be enqueued", func() bool { return adds.total() >= 1 })
-	if got, want := adds.take(), map[string][]string{queueVaultConnection: {ns + "/b"}}; !reflect.DeepEqual(got, want) {
+	if got, want := adds.take(), map[string][]string{QueueVaultConnection: {ns + "/b"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("after the deletion enqueued %v, want %v", got, want)
 	}
 	// So does its re-creation.
 	mustCreate(t, c, secret("creds", "three"))
 	waitFor(t, "the creation to be enqueued", func() bool { return adds.total() >= 1 })
-	if got, want := adds.take(), map[string][]string{queueVaultConnection: {ns + "/b"}}; !reflect.DeepEqual(got, want) {
+	if got, want := adds.take(), map[string][]string{QueueVaultConnection: {ns + "/b"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("after the re-creation enqueued %v, want %v", got, want)
 	}
 

@@ -1,4 +1,4 @@
-package controllers
+package connection
 
 import (
 	"context"
@@ -123,7 +123,7 @@ func TestServiceAccountTokenSource(t *testing.T) {
 	// permission, never a token.
 	cfg := envtestConfig(t)
 	cfg.Impersonate.UserName = "vaultcert-test-no-permissions"
-	refused, err := client.New(cfg, client.Options{Scheme: envtestScheme(t)})
+	refused, err := client.New(cfg, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestResolveWorkloadIdentity(t *testing.T) {
 		Annotations: map[string]string{AnnotationWorkloadIdentityClientID: "annotated-client", AnnotationWorkloadIdentityTenantID: "annotated-tenant"}}}
 	mustCreate(t, c, sa)
 	env := map[string]string{"AZURE_CLIENT_ID": "controller-client", "AZURE_TENANT_ID": "controller-tenant", "AZURE_FEDERATED_TOKEN_FILE": "/var/run/token"}
-	r := &connectionResolver{client: c, apiReader: c, getenv: func(k string) string { return env[k] }}
+	r := &Resolver{client: c, apiReader: c, getenv: func(k string) string { return env[k] }}
 	ctx := context.Background()
 	what := "VaultConnection " + ns + "/v"
 
@@ -180,7 +180,7 @@ func TestResolveWorkloadIdentity(t *testing.T) {
 	}
 	// A namespaced connection never gets the controller's identity.
 	_, err = r.workloadIdentity(ctx, what, ns, &vaultcertWI{})
-	if ce := (*connectionError)(nil); !errors.As(err, &ce) || ce.reason != "ConnectionNotAllowed" {
+	if ce := (*Error)(nil); !errors.As(err, &ce) || ce.Reason != "ConnectionNotAllowed" {
 		t.Fatalf("want ConnectionNotAllowed, got %v", err)
 	}
 	// A cluster connection without serviceAccountRef does, from the environment.

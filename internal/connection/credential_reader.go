@@ -1,4 +1,4 @@
-package controllers
+package connection
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // costs no Kubernetes read at all for its credentials. Objects the watcher does not (yet) watch, and every other
 // kind, are read from the API server as before.
 type credentialReader struct {
-	watcher *credentialWatcher // nil: always read through
+	watcher *CredentialWatcher // nil: always read through
 	api     client.Reader
 }
 
@@ -55,7 +55,7 @@ const maxRememberedSecretBytes = 64 << 10
 
 // remember keeps the object last read for a watched reference (not an oversized Secret: that one is read
 // again when needed).
-func (w *credentialWatcher) remember(r credentialRef, obj client.Object) {
+func (w *CredentialWatcher) remember(r credentialRef, obj client.Object) {
 	if s, ok := obj.(*corev1.Secret); ok && secretSize(s) > maxRememberedSecretBytes {
 		return
 	}
@@ -68,7 +68,7 @@ func (w *credentialWatcher) remember(r credentialRef, obj client.Object) {
 
 // copyCurrent copies the remembered object into obj when the informer of r has listed it and its
 // resourceVersion is the one remembered: nothing changed since it was read.
-func (w *credentialWatcher) copyCurrent(r credentialRef, obj client.Object) bool {
+func (w *CredentialWatcher) copyCurrent(r credentialRef, obj client.Object) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rw, watched := w.watches[r]

@@ -1,4 +1,4 @@
-package controllers
+package connection
 
 import (
 	"context"
@@ -71,7 +71,7 @@ func TestCredentialReader(t *testing.T) {
 	secretRef := credentialRef{"secrets", ns, "creds"}
 	saKey := types.NamespacedName{Namespace: ns, Name: "app"}
 	saRef := credentialRef{"serviceaccounts", ns, "app"}
-	conn := namespacedConnection(ns, "vault")
+	conn := Namespaced(ns, "vault")
 	w.track(conn, []credentialRef{secretRef, saRef})
 	waitFor(t, "the informers' initial lists", func() bool { return w.synced(secretRef) && w.synced(saRef) })
 

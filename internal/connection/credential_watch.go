@@ -1,4 +1,4 @@
-package controllers
+package connection
 
 import (
 	"context"
@@ -28,12 +28,28 @@ import (
 // time (a metadata.name field selector), metadata only.
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 
-// Queue names of the controllers the credential watcher feeds.
+// Queue names of the controllers the credential watcher feeds (CredentialWatcher.Source).
 const (
-	queueVaultConnection        = string(vaultcertv1.VaultConnectionKind)
-	queueClusterVaultConnection = string(vaultcertv1.ClusterVaultConnectionKind)
-	queueVaultCertificate       = "VaultCertificate"
+	// QueueVaultConnection is the queue of the VaultConnection controller.
+	QueueVaultConnection = string(vaultcertv1.VaultConnectionKind)
+	// QueueClusterVaultConnection is the queue of the ClusterVaultConnection controller.
+	QueueClusterVaultConnection = string(vaultcertv1.ClusterVaultConnectionKind)
+	// QueueVaultCertificate is the queue of the VaultCertificate controller.
+	QueueVaultCertificate = "VaultCertificate"
 )
+
+// CertificateIndex indexes VaultCertificates by the connection they use (Key.String():
+// "VaultConnection/ns/name" or "ClusterVaultConnection/name"), so a connection change wakes exactly its
+// certificates. The manager's cache must have it (IndexCertificates) before a CredentialWatcher enqueues
+// certificates.
+const CertificateIndex = "vaultcert.io/connection"
+
+// IndexCertificates adds CertificateIndex to a cache (the manager's field indexer).
+func IndexCertificates(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &vaultcertv1.VaultCertificate{}, CertificateIndex, func(o client.Object) []string {
+		return []string{Of(o.(*vaultcertv1.VaultCertificate)).String()}
+	})
+}
 
 // credentialRef is one object a connection reads credentials from.
 type credentialRef struct {
@@ -43,10 +59,11 @@ type credentialRef struct {
 	name      string
 }
 
+// String names the object in logs: "<resource>/<namespace>/<name>".
 func (r credentialRef) String() string { return r.resource + "/" + r.namespace + "/" + r.name }
 
-// credentialRefs lists the Secrets and ServiceAccounts a connection spec reads, resolved as connectionResolver
-// resolves them: a VaultConnection's references (ownNamespace set) always in its own namespace, a
+// credentialRefs lists the Secrets and ServiceAccounts a connection spec reads, resolved as Resolver resolves
+// them: a VaultConnection's references (ownNamespace set) always in its own namespace, a
 // ClusterVaultConnection's (ownNamespace "") in the namespace they name. References without a namespace are
 // skipped: the resolver rejects them before reading anything.
 func credentialRefs(ownNamespace string, spec *vaultcertv1.ConnectionSpec) []credentialRef {
@@ -80,15 +97,16 @@ func credentialRefs(ownNamespace string, spec *vaultcertv1.ConnectionSpec) []cre
 	return refs
 }
 
-// credentialWatcher makes credential changes take effect at once: it watches exactly the Secrets and
+// CredentialWatcher makes credential changes take effect at once: it watches exactly the Secrets and
 // ServiceAccounts that connections name (never all of them), and when one is created, changed or deleted it
 // enqueues the connections that name it and the VaultCertificates that use those connections. Each watched
 // object has its own metadata-only informer (field selector metadata.name=<name> in its namespace), started
 // when the first connection names it and stopped when the last one stops naming it; it never holds a
-// credential's value. The connection reconcilers tell it what each connection names (track).
-type credentialWatcher struct {
+// credential's value. The connection reconcilers tell it what each connection names (TrackNamespaced,
+// TrackCluster, Forget); a nil *CredentialWatcher watches nothing.
+type CredentialWatcher struct {
 	meta   metadata.Interface
-	reader client.Reader // the manager's cache: VaultCertificates by connectionIndex
+	reader client.Reader // the manager's cache: VaultCertificates by CertificateIndex
 	log    logr.Logger
 
 	mu sync.Mutex
@@ -99,19 +117,19 @@ type credentialWatcher struct {
 	// lastRead is the object last read from the API server for a watched reference (credential_reader.go).
 	lastRead map[credentialRef]client.Object
 	// users maps a connection key ("VaultConnection/ns/name", "ClusterVaultConnection/name") to what it names.
-	users  map[connectionKey][]credentialRef
+	users  map[Key][]credentialRef
 	queues map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]
 }
 
 // newCredentialWatcher returns a watcher; Start stops its informers when the manager stops.
-func newCredentialWatcher(meta metadata.Interface, reader client.Reader, log logr.Logger) *credentialWatcher {
+func newCredentialWatcher(meta metadata.Interface, reader client.Reader, log logr.Logger) *CredentialWatcher {
 	base, cancel := context.WithCancel(context.Background())
-	return &credentialWatcher{
+	return &CredentialWatcher{
 		meta: meta, reader: reader, log: log,
 		base: base, stopAll: cancel,
 		watches:  map[credentialRef]*refWatch{},
 		lastRead: map[credentialRef]client.Object{},
-		users:    map[connectionKey][]credentialRef{},
+		users:    map[Key][]credentialRef{},
 		queues:   map[string]workqueue.TypedRateLimitingInterface[reconcile.Request]{},
 	}
 }
@@ -120,11 +138,12 @@ func newCredentialWatcher(meta metadata.Interface, reader client.Reader, log log
 // controllers, which are set up separately.
 var watchers = struct {
 	sync.Mutex
-	m map[ctrl.Manager]*credentialWatcher
-}{m: map[ctrl.Manager]*credentialWatcher{}}
+	m map[ctrl.Manager]*CredentialWatcher
+}{m: map[ctrl.Manager]*CredentialWatcher{}}
 
-// credentialWatcherFor returns mgr's credential watcher, creating it and adding it to mgr on first use.
-func credentialWatcherFor(mgr ctrl.Manager) (*credentialWatcher, error) {
+// CredentialWatcherFor returns mgr's credential watcher, creating it and adding it to mgr on first use. It
+// lists VaultCertificates through mgr's client by CertificateIndex.
+func CredentialWatcherFor(mgr ctrl.Manager) (*CredentialWatcher, error) {
 	watchers.Lock()
 	defer watchers.Unlock()
 	if w, ok := watchers.m[mgr]; ok {
@@ -143,7 +162,7 @@ func credentialWatcherFor(mgr ctrl.Manager) (*credentialWatcher, error) {
 }
 
 // Start implements manager.Runnable: it waits for the manager to stop, then stops every informer.
-func (w *credentialWatcher) Start(ctx context.Context) error {
+func (w *CredentialWatcher) Start(ctx context.Context) error {
 	<-ctx.Done()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -153,9 +172,9 @@ func (w *credentialWatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// source returns the controller-runtime source through which the watcher enqueues into one controller
-// (queueVaultConnection, queueClusterVaultConnection or queueVaultCertificate).
-func (w *credentialWatcher) source(queue string) source.Source {
+// Source returns the controller-runtime source through which the watcher enqueues into one controller
+// (QueueVaultConnection, QueueClusterVaultConnection or QueueVaultCertificate).
+func (w *CredentialWatcher) Source(queue string) source.Source {
 	return source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -164,9 +183,29 @@ func (w *credentialWatcher) source(queue string) source.Source {
 	})
 }
 
+// TrackNamespaced records the credential objects a VaultConnection names (always in its own namespace). Call it
+// before resolving the connection, so that no change after that read goes unnoticed.
+func (w *CredentialWatcher) TrackNamespaced(conn *vaultcertv1.VaultConnection) {
+	w.track(Namespaced(conn.Namespace, conn.Name), credentialRefs(conn.Namespace, &conn.Spec))
+}
+
+// TrackCluster records the credential objects a ClusterVaultConnection names. Call it before resolving the
+// connection, so that no change after that read goes unnoticed.
+func (w *CredentialWatcher) TrackCluster(conn *vaultcertv1.ClusterVaultConnection) {
+	w.track(Cluster(conn.Name), credentialRefs("", &conn.Spec.ConnectionSpec))
+}
+
+// Forget records that a connection was deleted: it names nothing any more.
+func (w *CredentialWatcher) Forget(key Key) {
+	w.track(key, nil)
+}
+
 // track records what the connection connKey names (nil when it was deleted), starting informers for objects
-// no connection named before and stopping those no connection names any more.
-func (w *credentialWatcher) track(connKey connectionKey, refs []credentialRef) {
+// no connection named before and stopping those no connection names any more. A nil watcher does nothing.
+func (w *CredentialWatcher) track(connKey Key, refs []credentialRef) {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(refs) == 0 {
@@ -199,7 +238,7 @@ func (w *credentialWatcher) track(connKey connectionKey, refs []credentialRef) {
 }
 
 // watching returns the watched objects, sorted (tests, debugging).
-func (w *credentialWatcher) watching() []string {
+func (w *CredentialWatcher) watching() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]string, 0, len(w.watches))
@@ -211,7 +250,7 @@ func (w *credentialWatcher) watching() []string {
 }
 
 // synced reports whether the informer of r has listed its object (tests).
-func (w *credentialWatcher) synced(r credentialRef) bool {
+func (w *CredentialWatcher) synced(r credentialRef) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	rw, ok := w.watches[r]
@@ -225,7 +264,7 @@ type refWatch struct {
 }
 
 // startInformer runs a metadata-only informer for one object; called with w.mu held.
-func (w *credentialWatcher) startInformer(r credentialRef) *refWatch {
+func (w *CredentialWatcher) startInformer(r credentialRef) *refWatch {
 	ctx, cancel := context.WithCancel(w.base)
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: r.resource}
 	inf := metadatainformer.NewFilteredMetadataInformer(w.meta, gvr, r.namespace, 0, cache.Indexers{},
@@ -269,9 +308,9 @@ func (w *credentialWatcher) startInformer(r credentialRef) *refWatch {
 }
 
 // changed enqueues the connections that name r and the VaultCertificates that use them.
-func (w *credentialWatcher) changed(r credentialRef, what string) {
+func (w *CredentialWatcher) changed(r credentialRef, what string) {
 	w.mu.Lock()
-	var conns []connectionKey
+	var conns []Key
 	for key, rs := range w.users {
 		for _, x := range rs {
 			if x == r {
@@ -286,18 +325,18 @@ func (w *credentialWatcher) changed(r credentialRef, what string) {
 	}
 	w.mu.Unlock()
 
-	slices.SortFunc(conns, func(a, b connectionKey) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(conns, func(a, b Key) int { return strings.Compare(a.String(), b.String()) })
 	w.log.V(1).Info("credential object "+what+"; re-checking the connections that use it", "object", r.String(), "connections", conns)
 	for _, key := range conns {
 		if q := queues[string(key.kind)]; q != nil {
-			q.Add(key.request())
+			q.Add(key.Request())
 		}
-		q := queues[queueVaultCertificate]
+		q := queues[QueueVaultCertificate]
 		if q == nil {
 			continue
 		}
 		var list vaultcertv1.VaultCertificateList
-		if err := w.reader.List(w.base, &list, client.MatchingFields{connectionIndex: key.String()}); err != nil {
+		if err := w.reader.List(w.base, &list, client.MatchingFields{CertificateIndex: key.String()}); err != nil {
 			w.log.Error(err, "listing the VaultCertificates of a connection failed", "connection", key)
 			continue
 		}
