@@ -129,6 +129,27 @@ func adminVersionArg(v string) string {
 	return v
 }
 
+// adminOK answers {"ok":true}, or 400 with err.
+func adminOK(w http.ResponseWriter, err error) {
+	if err != nil {
+		adminErr(w, http.StatusBadRequest, err)
+		return
+	}
+	adminJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// handleJSON registers a route whose JSON body (unknown fields refused) is decoded into a fresh T for f;
+// it answers ok, or 400 with f's error.
+func handleJSON[T any](mux *http.ServeMux, pattern string, f func(r *http.Request, body *T) error) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		var body T
+		if !adminDecode(w, r, &body) {
+			return
+		}
+		adminOK(w, f(r, &body))
+	})
+}
+
 func (s *Server) newAdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	result := func(w http.ResponseWriter, v Version, err error) {
@@ -138,18 +159,11 @@ func (s *Server) newAdminHandler() http.Handler {
 		}
 		adminJSON(w, http.StatusOK, adminVersion(v))
 	}
-	done := func(w http.ResponseWriter, err error) {
-		if err != nil {
-			adminErr(w, http.StatusBadRequest, err)
-			return
-		}
-		adminJSON(w, http.StatusOK, map[string]bool{"ok": true})
-	}
 	// action registers a bodiless route that runs f and answers ok.
 	action := func(pattern string, f func()) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			f()
-			done(w, nil)
+			adminOK(w, nil)
 		})
 	}
 	mux.HandleFunc("GET /admin/{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -177,17 +191,17 @@ func (s *Server) newAdminHandler() http.Handler {
 		result(w, v, nil)
 	})
 	mux.HandleFunc("DELETE /admin/certificates/{name}", func(w http.ResponseWriter, r *http.Request) {
-		done(w, s.Delete(r.PathValue("name")))
+		adminOK(w, s.Delete(r.PathValue("name")))
 	})
 	mux.HandleFunc("POST /admin/certificates/{name}/rotate", func(w http.ResponseWriter, r *http.Request) {
 		v, err := s.Rotate(r.PathValue("name"))
 		result(w, v, err)
 	})
 	mux.HandleFunc("POST /admin/certificates/{name}/recover", func(w http.ResponseWriter, r *http.Request) {
-		done(w, s.Recover(r.PathValue("name")))
+		adminOK(w, s.Recover(r.PathValue("name")))
 	})
 	mux.HandleFunc("POST /admin/certificates/{name}/purge", func(w http.ResponseWriter, r *http.Request) {
-		done(w, s.Purge(r.PathValue("name")))
+		adminOK(w, s.Purge(r.PathValue("name")))
 	})
 	mux.HandleFunc("GET /admin/certificates/{name}/versions", func(w http.ResponseWriter, r *http.Request) {
 		vs, err := s.Versions(r.PathValue("name"))
@@ -201,33 +215,24 @@ func (s *Server) newAdminHandler() http.Handler {
 		}
 		adminJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("POST /admin/certificates/{name}/versions/{version}/enabled", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Enabled *bool `json:"enabled"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/certificates/{name}/versions/{version}/enabled", func(r *http.Request, body *struct {
+		Enabled *bool `json:"enabled"`
+	}) error {
 		if body.Enabled == nil {
-			adminErr(w, http.StatusBadRequest, errors.New(`body must be {"enabled": true|false}`))
-			return
+			return errors.New(`body must be {"enabled": true|false}`)
 		}
-		done(w, s.SetEnabled(r.PathValue("name"), adminVersionArg(r.PathValue("version")), *body.Enabled))
+		return s.SetEnabled(r.PathValue("name"), adminVersionArg(r.PathValue("version")), *body.Enabled)
 	})
 	mux.HandleFunc("POST /admin/certificates/{name}/versions/{version}/corrupt-key", func(w http.ResponseWriter, r *http.Request) {
-		done(w, s.CorruptKey(r.PathValue("name"), adminVersionArg(r.PathValue("version"))))
+		adminOK(w, s.CorruptKey(r.PathValue("name"), adminVersionArg(r.PathValue("version"))))
 	})
 	mux.HandleFunc("POST /admin/certificates/{name}/versions/{version}/strip-key", func(w http.ResponseWriter, r *http.Request) {
-		done(w, s.StripKey(r.PathValue("name"), adminVersionArg(r.PathValue("version"))))
+		adminOK(w, s.StripKey(r.PathValue("name"), adminVersionArg(r.PathValue("version"))))
 	})
-	mux.HandleFunc("POST /admin/faults", func(w http.ResponseWriter, r *http.Request) {
-		var f adminFault
-		if !adminDecode(w, r, &f) {
-			return
-		}
+	handleJSON(mux, "POST /admin/faults", func(_ *http.Request, f *adminFault) error {
 		f.Fault.Latency = time.Duration(f.Latency)
 		s.InjectFault(f.Fault)
-		done(w, nil)
+		return nil
 	})
 	mux.HandleFunc("GET /admin/faults", func(w http.ResponseWriter, r *http.Request) {
 		out := []adminFault{}
@@ -237,35 +242,26 @@ func (s *Server) newAdminHandler() http.Handler {
 		adminJSON(w, http.StatusOK, out)
 	})
 	action("DELETE /admin/faults", s.ClearFaults)
-	mux.HandleFunc("POST /admin/limit", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			RequestsPer10s int      `json:"requestsPer10s"`
-			SendRetryAfter bool     `json:"sendRetryAfter"`
-			Window         Duration `json:"window"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/limit", func(_ *http.Request, body *struct {
+		RequestsPer10s int      `json:"requestsPer10s"`
+		SendRetryAfter bool     `json:"sendRetryAfter"`
+		Window         Duration `json:"window"`
+	}) error {
 		s.SetLimitWindow(time.Duration(body.Window))
 		s.SetLimit(body.RequestsPer10s, body.SendRetryAfter)
-		done(w, nil)
+		return nil
 	})
 	mux.HandleFunc("GET /admin/counts", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Counts())
 	})
 	action("DELETE /admin/counts", s.ResetCounts)
-	mux.HandleFunc("POST /admin/identities", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			ClientID       string `json:"clientId"`
-			ClientSecret   string `json:"clientSecret"`
-			CertificatePEM string `json:"certificatePem"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/identities", func(_ *http.Request, body *struct {
+		ClientID       string `json:"clientId"`
+		ClientSecret   string `json:"clientSecret"`
+		CertificatePEM string `json:"certificatePem"`
+	}) error {
 		if body.ClientID == "" || (body.ClientSecret == "" && body.CertificatePEM == "") {
-			adminErr(w, http.StatusBadRequest, errors.New("clientId and clientSecret or certificatePem are required"))
-			return
+			return errors.New("clientId and clientSecret or certificatePem are required")
 		}
 		if body.ClientSecret != "" {
 			s.AddClientSecret(body.ClientID, body.ClientSecret)
@@ -273,71 +269,49 @@ func (s *Server) newAdminHandler() http.Handler {
 		if body.CertificatePEM != "" {
 			blk, _ := pem.Decode([]byte(body.CertificatePEM))
 			if blk == nil {
-				adminErr(w, http.StatusBadRequest, errors.New("certificatePem holds no PEM block"))
-				return
+				return errors.New("certificatePem holds no PEM block")
 			}
 			c, err := x509.ParseCertificate(blk.Bytes)
 			if err != nil {
-				adminErr(w, http.StatusBadRequest, err)
-				return
+				return err
 			}
 			s.AddClientCertificate(body.ClientID, c)
 		}
-		done(w, nil)
+		return nil
 	})
-	mux.HandleFunc("POST /admin/restrictions", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			ClientID         string   `json:"clientId"`
-			CertificateNames []string `json:"certificateNames"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/restrictions", func(_ *http.Request, body *struct {
+		ClientID         string   `json:"clientId"`
+		CertificateNames []string `json:"certificateNames"`
+	}) error {
 		s.Restrict(body.ClientID, body.CertificateNames...)
-		done(w, nil)
+		return nil
 	})
-	mux.HandleFunc("POST /admin/issuers", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Name string `json:"name"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
-		done(w, s.AddIssuer(body.Name))
+	handleJSON(mux, "POST /admin/issuers", func(_ *http.Request, body *struct {
+		Name string `json:"name"`
+	}) error {
+		return s.AddIssuer(body.Name)
 	})
 	mux.HandleFunc("POST /admin/renewals", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, map[string]int{"renewed": s.AdvanceRenewals()})
 	})
-	mux.HandleFunc("POST /admin/pending-duration", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Duration Duration `json:"duration"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/pending-duration", func(_ *http.Request, body *struct {
+		Duration Duration `json:"duration"`
+	}) error {
 		s.SetPendingDuration(time.Duration(body.Duration))
-		done(w, nil)
+		return nil
 	})
-	mux.HandleFunc("POST /admin/operations/{name}/fail", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/operations/{name}/fail", func(r *http.Request, body *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}) error {
 		s.FailNextOperation(r.PathValue("name"), body.Code, body.Message)
-		done(w, nil)
+		return nil
 	})
-	mux.HandleFunc("POST /admin/certificates/{name}/backdate", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			By Duration `json:"by"`
-		}
-		if !adminDecode(w, r, &body) {
-			return
-		}
+	handleJSON(mux, "POST /admin/certificates/{name}/backdate", func(r *http.Request, body *struct {
+		By Duration `json:"by"`
+	}) error {
 		s.SetIssueBackdate(r.PathValue("name"), time.Duration(body.By))
-		done(w, nil)
+		return nil
 	})
 	action("POST /admin/tokens/revoke", s.RevokeTokens)
 	return mux

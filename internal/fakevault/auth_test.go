@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -20,27 +19,27 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/vaultcert/vaultcert/internal/fakevault"
+	"github.com/vaultcert/vaultcert/internal/fakevault/issuer"
 )
 
+// clientCert is a new RSA key (MSAL signs client assertions with RSA only) and a self-signed certificate for it.
 func clientCert(t *testing.T) (*x509.Certificate, *rsa.PrivateKey) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, err := issuer.SelfSigned(key, issuer.Leaf{Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
 	return c, key
 }
 
 func TestClientCertificateCredential(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s, "t")
 	cert, key := clientCert(t)
 	s.AddClientCertificate("cert-client", cert)
 	opts := &azidentity.ClientCertificateCredentialOptions{
@@ -76,7 +75,7 @@ func TestClientCertificateCredential(t *testing.T) {
 
 func TestWrongSecretAndUnknownClient(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s, "t")
 	for _, tc := range []struct{ id, secret string }{{testClientID, "wrong"}, {"nobody", "x"}} {
 		c := newClients(t, s, secretCredential(t, s, tc.id, tc.secret), noRetry)
 		_, err := c.certs.GetCertificate(ctx(t), "t", "", nil)
@@ -89,7 +88,7 @@ func TestWrongSecretAndUnknownClient(t *testing.T) {
 
 func TestFederatedCredential(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s, "t")
 	const issuer = "https://kubernetes.default.svc"
 	s.AddFederatedCredential("wi-client", issuer, "system:serviceaccount:ns:sa")
 	issuerKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -176,7 +175,7 @@ func TestFederatedCredential(t *testing.T) {
 
 func TestRotatedClientSecret(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s, "t")
 	s.AddClientSecret("rotating", "old")
 	s.AddClientSecret("rotating", "new")
 	s.RemoveClientSecret("rotating", "old")
@@ -191,8 +190,7 @@ func TestRotatedClientSecret(t *testing.T) {
 
 func TestRestrict(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "mine", KeyType: "EC"})
-	s.Seed(fakevault.CertSpec{Name: "theirs", KeyType: "EC"})
+	seedEC(t, s, "mine", "theirs")
 	s.AddClientSecret("limited", "pw")
 	s.Restrict("limited", "Mine")
 	c := newClients(t, s, secretCredential(t, s, "limited", "pw"), noRetry)
@@ -225,9 +223,7 @@ func TestRestrict(t *testing.T) {
 }
 
 func TestRevokedAndExpiredTokens(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "t")
 	if _, err := c.certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +235,7 @@ func TestRevokedAndExpiredTokens(t *testing.T) {
 	}
 	// expired: a token with a 1 s lifetime
 	s2 := startServer(t)
-	s2.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s2, "t")
 	s2.SetTokenLifetime(time.Second)
 	tok, _ := s2.IssueToken(testClientID)
 	time.Sleep(1100 * time.Millisecond)

@@ -47,8 +47,7 @@ func (s *Server) handleGetCertificate(w http.ResponseWriter, r *http.Request, rt
 
 func (s *Server) handleUpdateCertificate(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wireUpdateRequest
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Tags != nil {
@@ -122,8 +121,7 @@ func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request, rt *rou
 
 func (s *Server) handleUpdatePolicy(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wirePolicy
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	s.withCert(w, rt.name, s.lookupLocked, func(c *certificate) {
@@ -183,9 +181,7 @@ func (s *Server) handleListDeleted(w http.ResponseWriter, r *http.Request, rt *r
 		it := s.itemLocked(rt.base, d.cert, v, false)
 		it.Subject = nil
 		it.Attributes = v.attributes(true)
-		it.RecoveryID = rt.base + "deletedcertificates/" + d.cert.name
-		it.DeletedDate = unix(d.deletedAt)
-		it.ScheduledPurgeDate = unix(d.deletedAt.AddDate(0, 0, recoverableDays))
+		it.wireDeleted = d.wire(rt.base)
 		items = append(items, it)
 	}
 	s.mu.Unlock()

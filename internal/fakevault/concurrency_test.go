@@ -12,9 +12,7 @@ import (
 func TestConcurrentClients(t *testing.T) {
 	s := startServer(t)
 	for i := 0; i < 4; i++ {
-		if _, err := s.Seed(fakevault.CertSpec{Name: fmt.Sprintf("c%d", i), KeyType: "EC"}); err != nil {
-			t.Fatal(err)
-		}
+		seed(t, s, fakevault.CertSpec{Name: fmt.Sprintf("c%d", i), KeyType: "EC"})
 	}
 	c := newClients(t, s, nil, fastRetry)
 	var wg sync.WaitGroup
@@ -53,10 +51,7 @@ func TestConcurrentClients(t *testing.T) {
 }
 
 func TestCountFor(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "Mine", KeyType: "EC"})
-	s.Seed(fakevault.CertSpec{Name: "other", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "Mine", "other")
 	c.certs.GetCertificate(ctx(t), "mine", "", nil)
 	c.certs.GetCertificate(ctx(t), "MINE", "", nil)
 	c.certs.GetCertificate(ctx(t), "other", "", nil)

@@ -2,6 +2,7 @@ package fakevault
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -61,7 +62,8 @@ type vaultError struct {
 	header  http.Header
 }
 
-func (e *vaultError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
+// apiError is e as the Server's Go methods return it: the service's message, marked as the fake's.
+func (e *vaultError) apiError() error { return errors.New("fakevault: " + e.message) }
 
 func newError(status int, code, inner, format string, args ...any) *vaultError {
 	return &vaultError{status: status, code: code, inner: inner, message: fmt.Sprintf(format, args...)}
@@ -83,6 +85,11 @@ func errObjectNotFound(code, kind, name, version string) *vaultError {
 	}
 	return newError(http.StatusNotFound, code, "",
 		"A %s with (name/id) %s was not found in this key vault. "+notFoundHelp, kind, id, kind)
+}
+
+func errMethodNotAllowed(method string) *vaultError {
+	return newError(http.StatusMethodNotAllowed, "MethodNotAllowed", "",
+		"The requested resource does not support http method '%s'.", method)
 }
 
 func errDeletedNotFound(name string) *vaultError {

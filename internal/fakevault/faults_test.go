@@ -17,9 +17,7 @@ import (
 )
 
 func TestFault429WithAndWithoutRetryAfter(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "t")
 
 	s.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Status: 429, RetryAfter: "7", Times: 1})
 	_, err := c.certs.GetCertificate(ctx(t), "t", "", nil)
@@ -63,9 +61,7 @@ func rawBody(re *azcore.ResponseError) (string, error) {
 }
 
 func TestFaultRetriedBySDK(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, fastRetry)
+	s, c := startWithEC(t, fastRetry, "t")
 	s.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Status: 503, Times: 2, RetryAfterMs: "1"})
 	if _, err := c.certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
 		t.Fatal(err)
@@ -76,10 +72,7 @@ func TestFaultRetriedBySDK(t *testing.T) {
 }
 
 func TestFaultForbiddenInnerCodesAndNames(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "a", KeyType: "EC"})
-	s.Seed(fakevault.CertSpec{Name: "b", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "a", "b")
 	s.InjectFault(fakevault.Fault{Name: "A", Status: 403, InnerCode: "ForbiddenByFirewall"})
 	_, err := c.certs.GetCertificate(ctx(t), "a", "", nil)
 	if inner := respErr(t, err, 403, "Forbidden"); inner != "ForbiddenByFirewall" {
@@ -106,9 +99,7 @@ func TestFaultForbiddenInnerCodesAndNames(t *testing.T) {
 }
 
 func TestFaultReset(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "t")
 	if _, err := c.certs.GetCertificate(ctx(t), "t", "", nil); err != nil { // warm up token
 		t.Fatal(err)
 	}
@@ -125,9 +116,7 @@ func TestFaultReset(t *testing.T) {
 }
 
 func TestFaultLatencyAndTimeout(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "t")
 	if _, err := c.certs.GetCertificate(ctx(t), "t", "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +147,7 @@ func TestFaultLatencyAndTimeout(t *testing.T) {
 }
 
 func TestFaultMalformedAndTruncate(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "t")
 	s.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Kind: fakevault.FaultMalformed, Times: 1})
 	_, err := c.certs.GetCertificate(ctx(t), "t", "", nil)
 	var re *azcore.ResponseError
@@ -190,9 +177,7 @@ func TestFaultMalformedAndTruncate(t *testing.T) {
 }
 
 func TestLimitMode(t *testing.T) {
-	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
-	c := newClients(t, s, nil, noRetry)
+	s, c := startWithEC(t, noRetry, "t")
 	s.SetLimitWindow(800 * time.Millisecond)
 	s.SetLimit(3, true)
 	for i := 0; i < 3; i++ {
@@ -233,7 +218,7 @@ func TestLimitMode(t *testing.T) {
 
 func TestTokenFault(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s, "t")
 	s.InjectFault(fakevault.Fault{Status: 500}) // "" does not hit the authority
 	s.InjectFault(fakevault.Fault{Operation: fakevault.OpToken, Status: 503, Times: 1})
 	c := newClients(t, s, nil, noRetry)
@@ -324,7 +309,7 @@ func TestAdminAPI(t *testing.T) {
 
 func TestChallengeFault(t *testing.T) {
 	s := startServer(t)
-	s.Seed(fakevault.CertSpec{Name: "t", KeyType: "EC"})
+	seedEC(t, s, "t")
 	s.InjectFault(fakevault.Fault{Operation: fakevault.OpChallenge, Status: 503, Times: 1})
 	c := newClients(t, s, nil, noRetry)
 	_, err := c.certs.GetCertificate(ctx(t), "t", "", nil)

@@ -48,6 +48,32 @@ func startServer(t *testing.T, opts ...fakevault.Options) *fakevault.Server {
 	return s
 }
 
+// seed seeds spec, failing the test when the fake refuses it.
+func seed(t *testing.T, s *fakevault.Server, spec fakevault.CertSpec) fakevault.Version {
+	t.Helper()
+	v, err := s.Seed(spec)
+	if err != nil {
+		t.Fatalf("seed %s: %v", spec.Name, err)
+	}
+	return v
+}
+
+// seedEC seeds an EC certificate under each name.
+func seedEC(t *testing.T, s *fakevault.Server, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		seed(t, s, fakevault.CertSpec{Name: n, KeyType: "EC"})
+	}
+}
+
+// startWithEC starts a server holding an EC certificate under each name, with SDK clients for testClientID.
+func startWithEC(t *testing.T, retry policy.RetryOptions, names ...string) (*fakevault.Server, clients) {
+	t.Helper()
+	s := startServer(t)
+	seedEC(t, s, names...)
+	return s, newClients(t, s, nil, retry)
+}
+
 func secretCredential(t *testing.T, s *fakevault.Server, id, secret string) azcore.TokenCredential {
 	t.Helper()
 	cred, err := azidentity.NewClientSecretCredential(s.TenantID(), id, secret, &azidentity.ClientSecretCredentialOptions{

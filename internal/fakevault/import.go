@@ -13,8 +13,7 @@ import (
 // holding the private key and one or more certificates.
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wireImportRequest
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Value == "" {

@@ -266,7 +266,7 @@ func TestUnknownIssuerMergeCancelDelete(t *testing.T) {
 func TestImport(t *testing.T) {
 	s := startServer(t)
 	c := newClients(t, s, nil, noRetry)
-	src, _ := s.Seed(fakevault.CertSpec{Name: "src", ChainDepth: 3, KeyType: "EC"})
+	src := seed(t, s, fakevault.CertSpec{Name: "src", ChainDepth: 3, KeyType: "EC"})
 	sec, _ := c.secrets.GetSecret(ctx(t), "src", "", nil)
 
 	// PFX
@@ -333,7 +333,7 @@ func TestImport(t *testing.T) {
 func TestSoftDeleteRecoverPurge(t *testing.T) {
 	s := startServer(t)
 	c := newClients(t, s, nil, noRetry)
-	v, _ := s.Seed(fakevault.CertSpec{Name: "gone", KeyType: "EC"})
+	v := seed(t, s, fakevault.CertSpec{Name: "gone", KeyType: "EC"})
 	del, err := c.certs.DeleteCertificate(ctx(t), "gone", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +383,7 @@ func TestSoftDeleteRecoverPurge(t *testing.T) {
 	clock := newFakeClock()
 	s2 := startServer(t, fakevault.Options{Now: clock.Now})
 	s2.SetDeletionDelay(20 * time.Second)
-	s2.Seed(fakevault.CertSpec{Name: "slow", KeyType: "EC"})
+	seedEC(t, s2, "slow")
 	c2 := newClients(t, s2, nil, noRetry)
 	if _, err := c2.certs.DeleteCertificate(ctx(t), "slow", nil); err != nil {
 		t.Fatal(err)
@@ -437,7 +437,7 @@ func TestAutoRenew(t *testing.T) {
 		t.Fatalf("renewed twice: %d", n)
 	}
 	// seeded with AutoRenew percentage: new key each time
-	s.Seed(fakevault.CertSpec{Name: "seeded", KeyType: "EC", Validity: 10 * 24 * time.Hour, AutoRenewPercentage: 50})
+	seed(t, s, fakevault.CertSpec{Name: "seeded", KeyType: "EC", Validity: 10 * 24 * time.Hour, AutoRenewPercentage: 50})
 	sv1, _ := s.Latest("seeded")
 	clock.Advance(6 * 24 * time.Hour)
 	if n := s.AdvanceRenewals(); n != 1 {
@@ -448,7 +448,7 @@ func TestAutoRenew(t *testing.T) {
 		t.Fatal("seeded renewal")
 	}
 	// a seeded certificate without AutoRenew never renews by itself
-	s.Seed(fakevault.CertSpec{Name: "plain", KeyType: "EC", Validity: 24 * time.Hour})
+	seed(t, s, fakevault.CertSpec{Name: "plain", KeyType: "EC", Validity: 24 * time.Hour})
 	p1, _ := s.Latest("plain")
 	clock.Advance(23 * time.Hour)
 	s.AdvanceRenewals()

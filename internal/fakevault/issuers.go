@@ -83,8 +83,7 @@ func (s *Server) handleSetIssuer(w http.ResponseWriter, r *http.Request, rt *rou
 	var req struct {
 		Provider string `json:"provider"`
 	}
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if r.Method == http.MethodPut && req.Provider == "" {

@@ -44,9 +44,7 @@ func uniqueClientID(prefix string) string {
 
 func TestManagedIdentityThroughAzidentity(t *testing.T) {
 	s := startServer(t)
-	if _, err := s.Seed(fakevault.CertSpec{Name: "mi", KeyType: "EC"}); err != nil {
-		t.Fatal(err)
-	}
+	seedEC(t, s, "mi")
 	id := uniqueClientID("uami")
 	s.AddManagedIdentity(id)
 	s.Restrict(id, "mi") // the token's appid is the identity's client ID
@@ -127,9 +125,7 @@ func TestManagedIdentityEndpointWire(t *testing.T) {
 		t.Fatalf("expires_on %v must be Unix seconds as a string, about an hour ahead", body["expires_on"])
 	}
 	// The vault accepts the token.
-	if _, err := s.Seed(fakevault.CertSpec{Name: "sys", KeyType: "EC"}); err != nil {
-		t.Fatal(err)
-	}
+	seedEC(t, s, "sys")
 	if resp, b := rawDoAuth(t, s, http.MethodGet, "/certificates/sys/?api-version=2025-07-01", "", "Bearer "+body["access_token"].(string)); resp.StatusCode != 200 {
 		t.Fatalf("vault refused the managed identity token: %d %s", resp.StatusCode, b)
 	}

@@ -205,18 +205,19 @@ func (s *Server) operationJSON(base string, c *certificate) *wireOperation {
 	return w
 }
 
-func decodeBody(r *http.Request, v any) *vaultError {
+// decodeBody reads the request's JSON body into v; on failure it writes the service's 400 and returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
 	if err := dec.Decode(v); err != nil {
-		return errBadParameter("The request body is not valid JSON: %s", err)
+		writeError(w, errBadParameter("The request body is not valid JSON: %s", err))
+		return false
 	}
-	return nil
+	return true
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wireCreateRequest
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if e := validateTags(req.Tags); e != nil {
@@ -359,8 +360,7 @@ func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request, rt *
 
 func (s *Server) handleUpdateOperation(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wireOperationUpdate
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	s.withCert(w, rt.name, s.certForOpLocked, func(c *certificate) {
@@ -391,8 +391,7 @@ func (s *Server) handleDeleteOperation(w http.ResponseWriter, r *http.Request, r
 
 func (s *Server) handleMerge(w http.ResponseWriter, r *http.Request, rt *route) {
 	var req wireMergeRequest
-	if e := decodeBody(r, &req); e != nil {
-		writeError(w, e)
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if len(req.X5C) == 0 {

@@ -19,10 +19,7 @@ import (
 
 func TestChallengeThenSuccess(t *testing.T) {
 	s := startServer(t)
-	v, err := s.Seed(fakevault.CertSpec{Name: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := seed(t, s, fakevault.CertSpec{Name: "web"})
 	c := newClients(t, s, nil, noRetry)
 	resp, err := c.certs.GetCertificate(ctx(t), "web", "", nil)
 	if err != nil {
@@ -95,10 +92,7 @@ func TestChallengeRaw(t *testing.T) {
 
 func TestGetCertificateLatestAndVersioned(t *testing.T) {
 	s := startServer(t)
-	v1, err := s.Seed(fakevault.CertSpec{Name: "Web", KeyType: "EC", Tags: map[string]string{"a": "b"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v1 := seed(t, s, fakevault.CertSpec{Name: "Web", KeyType: "EC", Tags: map[string]string{"a": "b"}})
 	v2, err := s.Rotate("web")
 	if err != nil {
 		t.Fatal(err)
@@ -160,10 +154,7 @@ func TestGetCertificateLatestAndVersioned(t *testing.T) {
 
 func TestGetSecretPFXChain(t *testing.T) {
 	s := startServer(t)
-	v, err := s.Seed(fakevault.CertSpec{Name: "chain", ChainDepth: 3, DNSNames: []string{"a.example.com", "b.example.com"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := seed(t, s, fakevault.CertSpec{Name: "chain", ChainDepth: 3, DNSNames: []string{"a.example.com", "b.example.com"}})
 	if len(v.Chain) != 3 || !v.Chain[2].Equal(s.SeedCA().Root) || !v.Chain[1].Equal(s.SeedCA().Intermediate) {
 		t.Fatal("chain")
 	}
@@ -204,10 +195,7 @@ func TestGetSecretPFXChain(t *testing.T) {
 
 func TestGetSecretPEMAndOutContentType(t *testing.T) {
 	s := startServer(t)
-	v, err := s.Seed(fakevault.CertSpec{Name: "pem", ContentType: "application/x-pem-file", ChainDepth: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := seed(t, s, fakevault.CertSpec{Name: "pem", ContentType: "application/x-pem-file", ChainDepth: 2})
 	c := newClients(t, s, nil, noRetry)
 	sec, err := c.secrets.GetSecret(ctx(t), "pem", "", nil)
 	if err != nil {
@@ -240,9 +228,7 @@ func TestGetSecretPEMAndOutContentType(t *testing.T) {
 	}
 
 	// PFX -> PEM conversion, and the 400 for anything else
-	if _, err := s.Seed(fakevault.CertSpec{Name: "pfx"}); err != nil {
-		t.Fatal(err)
-	}
+	seed(t, s, fakevault.CertSpec{Name: "pfx"})
 	resp, body := rawDo(t, s, http.MethodGet, "/secrets/pfx/?api-version=2025-07-01&outContentType=application%2Fx-pem-file", "")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "BEGIN PRIVATE KEY") || !strings.Contains(string(body), `"contentType":"application/x-pem-file"`) {
 		t.Fatalf("convert: %d %s", resp.StatusCode, body)
@@ -265,7 +251,7 @@ func TestSecretVariants(t *testing.T) {
 		return pkcs12.DecodeChain(der, "")
 	}
 	// scrambled: the first certificate of the PFX is not the leaf
-	v, _ := s.Seed(fakevault.CertSpec{Name: "scrambled", ChainDepth: 3, ScrambleChain: true})
+	v := seed(t, s, fakevault.CertSpec{Name: "scrambled", ChainDepth: 3, ScrambleChain: true})
 	_, first, rest, err := decode("scrambled")
 	if err != nil {
 		t.Fatal(err)
@@ -274,9 +260,7 @@ func TestSecretVariants(t *testing.T) {
 		t.Fatal("not scrambled")
 	}
 	// not exportable: no key; policy says so
-	if _, err := s.Seed(fakevault.CertSpec{Name: "noexport", NotExportable: true}); err != nil {
-		t.Fatal(err)
-	}
+	seed(t, s, fakevault.CertSpec{Name: "noexport", NotExportable: true})
 	if _, _, _, err := decode("noexport"); err == nil || !strings.Contains(err.Error(), "private key missing") {
 		t.Fatalf("noexport: %v", err)
 	}
@@ -285,14 +269,14 @@ func TestSecretVariants(t *testing.T) {
 		t.Fatal("exportable")
 	}
 	// strip and corrupt
-	s.Seed(fakevault.CertSpec{Name: "stripped"})
+	seed(t, s, fakevault.CertSpec{Name: "stripped"})
 	if err := s.StripKey("stripped", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := decode("stripped"); err == nil {
 		t.Fatal("stripped has a key")
 	}
-	cv, _ := s.Seed(fakevault.CertSpec{Name: "corrupt", KeyType: "EC", Curve: "P-384"})
+	cv := seed(t, s, fakevault.CertSpec{Name: "corrupt", KeyType: "EC", Curve: "P-384"})
 	if err := s.CorruptKey("corrupt", cv.Version); err != nil {
 		t.Fatal(err)
 	}
@@ -313,10 +297,7 @@ func TestVersionsPagerFollowsNextLink(t *testing.T) {
 	s := startServer(t)
 	var want []string
 	for i := 0; i < 30; i++ {
-		v, err := s.Seed(fakevault.CertSpec{Name: "many", KeyType: "EC"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		v := seed(t, s, fakevault.CertSpec{Name: "many", KeyType: "EC"})
 		want = append(want, v.Version)
 	}
 	c := newClients(t, s, nil, noRetry)
@@ -372,9 +353,7 @@ func TestVersionsPagerFollowsNextLink(t *testing.T) {
 func TestListCertificatesIncludePending(t *testing.T) {
 	s := startServer(t)
 	for _, n := range []string{"a1", "a2", "a3"} {
-		if _, err := s.Seed(fakevault.CertSpec{Name: n, KeyType: "EC", Tags: map[string]string{"n": n}}); err != nil {
-			t.Fatal(err)
-		}
+		seed(t, s, fakevault.CertSpec{Name: n, KeyType: "EC", Tags: map[string]string{"n": n}})
 	}
 	c := newClients(t, s, nil, noRetry)
 	_, err := c.certs.CreateCertificate(ctx(t), "pend", azcertificates.CreateCertificateParameters{
@@ -421,7 +400,7 @@ func TestListCertificatesIncludePending(t *testing.T) {
 
 func TestDisabledVersion(t *testing.T) {
 	s := startServer(t)
-	v, _ := s.Seed(fakevault.CertSpec{Name: "dis", KeyType: "EC"})
+	v := seed(t, s, fakevault.CertSpec{Name: "dis", KeyType: "EC"})
 	if err := s.SetEnabled("dis", "", false); err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +440,7 @@ func TestNotFoundShapes(t *testing.T) {
 	}
 	_, err = c.secrets.GetSecret(ctx(t), "nope", "", nil)
 	respErr(t, err, 404, "SecretNotFound")
-	s.Seed(fakevault.CertSpec{Name: "exists", KeyType: "EC"})
+	seedEC(t, s, "exists")
 	_, err = c.certs.GetCertificate(ctx(t), "exists", "0123456789abcdef0123456789abcdef", nil)
 	respErr(t, err, 404, "CertificateNotFound")
 	_, err = c.secrets.GetSecret(ctx(t), "exists", "0123456789abcdef0123456789abcdef", nil)

@@ -230,7 +230,7 @@ func (s *Server) Seed(spec CertSpec) (Version, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.checkNameFreeLocked(spec.Name); e != nil {
-		return Version{}, errors.New("fakevault: " + e.message)
+		return Version{}, e.apiError()
 	}
 	c := s.certs[strings.ToLower(spec.Name)]
 	if c == nil {
@@ -258,7 +258,7 @@ func (s *Server) Rotate(name string) (Version, error) {
 	c, e := s.lookupLocked(name)
 	if e != nil {
 		s.mu.Unlock()
-		return Version{}, errors.New("fakevault: " + e.message)
+		return Version{}, e.apiError()
 	}
 	spec, policy := c.spec, clonePolicy(c.policy)
 	s.mu.Unlock()
@@ -289,7 +289,7 @@ func (s *Server) renewFromPolicy(name string, policy *wirePolicy, reuse crypto.S
 	defer s.mu.Unlock()
 	c, e := s.lookupLocked(name)
 	if e != nil {
-		return Version{}, errors.New("fakevault: " + e.message)
+		return Version{}, e.apiError()
 	}
 	v := newVersion(key, chain, now)
 	v.ctype = policy.SecretProps.ContentType
@@ -312,7 +312,7 @@ func (s *Server) Latest(name string) (Version, error) {
 	defer s.mu.Unlock()
 	c, e := s.lookupLocked(name)
 	if e != nil {
-		return Version{}, errors.New("fakevault: " + e.message)
+		return Version{}, e.apiError()
 	}
 	return s.versionOf(c, c.latest()), nil
 }
@@ -323,7 +323,7 @@ func (s *Server) Versions(name string) ([]Version, error) {
 	defer s.mu.Unlock()
 	c, e := s.lookupLocked(name)
 	if e != nil {
-		return nil, errors.New("fakevault: " + e.message)
+		return nil, e.apiError()
 	}
 	out := make([]Version, 0, len(c.versions))
 	for _, v := range c.versions {
@@ -335,7 +335,7 @@ func (s *Server) Versions(name string) ([]Version, error) {
 func (s *Server) versionLocked(name, ver string) (*certificate, *version, error) {
 	c, e := s.lookupLocked(name)
 	if e != nil {
-		return nil, nil, errors.New("fakevault: " + e.message)
+		return nil, nil, e.apiError()
 	}
 	v := c.latest()
 	if ver != "" {
@@ -349,15 +349,22 @@ func (s *Server) versionLocked(name, ver string) (*certificate, *version, error)
 
 // SetEnabled enables or disables a version ("" = latest). A disabled version's certificate is
 // still readable (enabled=false); its secret answers 403 SecretDisabled.
-func (s *Server) SetEnabled(name, version string, enabled bool) error {
+func (s *Server) SetEnabled(name, ver string, enabled bool) error {
+	return s.editVersion(name, ver, func(v *version) {
+		v.enabled = enabled
+		v.updated = s.now()
+	})
+}
+
+// editVersion runs edit on that version ("" = latest) under s.mu.
+func (s *Server) editVersion(name, ver string, edit func(v *version)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, v, err := s.versionLocked(name, version)
+	_, v, err := s.versionLocked(name, ver)
 	if err != nil {
 		return err
 	}
-	v.enabled = enabled
-	v.updated = s.now()
+	edit(v)
 	return nil
 }
 
@@ -387,45 +394,35 @@ func (s *Server) CorruptKey(name, version string) error {
 }
 
 // StripKey makes that version's secret carry no key ("" = latest).
-func (s *Server) StripKey(name, version string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, v, err := s.versionLocked(name, version)
-	if err != nil {
-		return err
-	}
-	v.secretKey = nil
-	v.secretVal = ""
-	return nil
+func (s *Server) StripKey(name, ver string) error {
+	return s.editVersion(name, ver, func(v *version) {
+		v.secretKey = nil
+		v.secretVal = ""
+	})
 }
 
 // Delete soft-deletes the certificate like DELETE /certificates/{name}: reads answer 404,
 // create/import on the name 409 ObjectIsDeletedButRecoverable, until Recover or Purge.
 func (s *Server) Delete(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, e := s.deleteLocked(name); e != nil {
-		return errors.New("fakevault: " + e.message)
-	}
-	return nil
+	return s.lockedAPI(func() *vaultError { _, e := s.deleteLocked(name); return e })
 }
 
 // Recover restores a soft-deleted certificate like POST /deletedcertificates/{name}/recover.
 func (s *Server) Recover(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, e := s.recoverLocked(name); e != nil {
-		return errors.New("fakevault: " + e.message)
-	}
-	return nil
+	return s.lockedAPI(func() *vaultError { _, e := s.recoverLocked(name); return e })
 }
 
 // Purge removes a soft-deleted certificate for good like DELETE /deletedcertificates/{name}.
 func (s *Server) Purge(name string) error {
+	return s.lockedAPI(func() *vaultError { return s.purgeLocked(name) })
+}
+
+// lockedAPI runs op under s.mu and returns its service error, if any, as the Go methods do.
+func (s *Server) lockedAPI(op func() *vaultError) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.purgeLocked(name); e != nil {
-		return errors.New("fakevault: " + e.message)
+	if e := op(); e != nil {
+		return e.apiError()
 	}
 	return nil
 }

@@ -186,10 +186,18 @@ func (s *Server) itemLocked(base string, c *certificate, v *version, withVersion
 func (s *Server) deletedBundleLocked(base string, d *deletedCert) *wireBundle {
 	c := d.cert
 	b := s.bundleLocked(base, c, c.latest())
-	b.RecoveryID = base + "deletedcertificates/" + c.name
-	b.DeletedDate = unix(d.deletedAt)
-	b.ScheduledPurgeDate = unix(d.deletedAt.Add(recoverableDays * 24 * time.Hour))
+	b.wireDeleted = d.wire(base)
 	return b
+}
+
+// wire is the deleted certificate's recoveryId, deletedDate and scheduledPurgeDate
+// (deletedDate + recoverableDays*86400, as KEYVAULT.md gives it).
+func (d *deletedCert) wire(base string) wireDeleted {
+	return wireDeleted{
+		RecoveryID:         base + "deletedcertificates/" + d.cert.name,
+		DeletedDate:        unix(d.deletedAt),
+		ScheduledPurgeDate: unix(d.deletedAt.Add(recoverableDays * 24 * time.Hour)),
+	}
 }
 
 // secretValueLocked returns (and caches) the version's secret value.

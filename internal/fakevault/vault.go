@@ -153,8 +153,7 @@ func resolve(r *http.Request) (*route, *vaultError) {
 		rt.op, rt.handler = op, h
 		return rt, nil
 	}
-	notAllowed := newError(http.StatusMethodNotAllowed, "MethodNotAllowed", "",
-		"The requested resource does not support http method '%s'.", m)
+	notAllowed := errMethodNotAllowed(m)
 	badPath := errBadParameter("The request URI is invalid: %s", r.URL.Path)
 	coll := strings.ToLower(parts[0])
 	if len(parts) >= 2 {
@@ -169,8 +168,8 @@ func resolve(r *http.Request) (*route, *vaultError) {
 		if len(parts) >= 2 && strings.EqualFold(parts[1], "contacts") {
 			return nil, errBadParameter("Certificate contacts are not supported by fakevault.")
 		}
-		if rt.name != "" && !nameRE.MatchString(rt.name) {
-			return nil, errBadParameter("The certificate name '%s' is invalid. A name must match ^[0-9a-zA-Z-]{1,127}$.", rt.name)
+		if e := checkName("certificate", rt.name); e != nil {
+			return nil, e
 		}
 		switch len(parts) {
 		case 1:
@@ -238,8 +237,8 @@ func resolve(r *http.Request) (*route, *vaultError) {
 		}
 		return nil, notAllowed
 	case "deletedcertificates":
-		if rt.name != "" && !nameRE.MatchString(rt.name) {
-			return nil, errBadParameter("The certificate name '%s' is invalid. A name must match ^[0-9a-zA-Z-]{1,127}$.", rt.name)
+		if e := checkName("certificate", rt.name); e != nil {
+			return nil, e
 		}
 		switch len(parts) {
 		case 1:
@@ -268,8 +267,8 @@ func resolve(r *http.Request) (*route, *vaultError) {
 		if len(parts) < 2 || len(parts) > 3 || rt.name == "" {
 			return nil, errBadParameter("fakevault serves only certificate-backed secrets: GET /secrets/{name}/{version}.")
 		}
-		if !nameRE.MatchString(rt.name) {
-			return nil, errBadParameter("The secret name '%s' is invalid. A name must match ^[0-9a-zA-Z-]{1,127}$.", rt.name)
+		if e := checkName("secret", rt.name); e != nil {
+			return nil, e
 		}
 		if len(parts) == 3 {
 			rt.version = parts[2]
@@ -280,6 +279,14 @@ func resolve(r *http.Request) (*route, *vaultError) {
 		return nil, notAllowed
 	}
 	return nil, badPath
+}
+
+// checkName refuses a name ("" = none given) the service would not accept for that kind of object.
+func checkName(kind, name string) *vaultError {
+	if name != "" && !nameRE.MatchString(name) {
+		return errBadParameter("The %s name '%s' is invalid. A name must match ^[0-9a-zA-Z-]{1,127}$.", kind, name)
+	}
+	return nil
 }
 
 func resolveIssuers(rt *route, m string, rest []string) (*route, *vaultError) {
@@ -299,7 +306,7 @@ func resolveIssuers(rt *route, m string, rest []string) (*route, *vaultError) {
 		case http.MethodDelete:
 			rt.op, rt.handler = OpDeleteCertificateIssuer, (*Server).handleDeleteIssuer
 		default:
-			return nil, newError(http.StatusMethodNotAllowed, "MethodNotAllowed", "", "The requested resource does not support http method '%s'.", m)
+			return nil, errMethodNotAllowed(m)
 		}
 		return rt, nil
 	}

@@ -82,31 +82,35 @@ type wirePendingRef struct {
 	ID string `json:"id"`
 }
 
+// wireDeleted is what a deleted certificate's bundle or list item adds; embedded first, its fields are
+// encoded first, as the service sends them.
+type wireDeleted struct {
+	RecoveryID         string `json:"recoveryId,omitempty"`
+	DeletedDate        *int64 `json:"deletedDate,omitempty"`
+	ScheduledPurgeDate *int64 `json:"scheduledPurgeDate,omitempty"`
+}
+
 type wireBundle struct {
-	RecoveryID         string            `json:"recoveryId,omitempty"`
-	DeletedDate        *int64            `json:"deletedDate,omitempty"`
-	ScheduledPurgeDate *int64            `json:"scheduledPurgeDate,omitempty"`
-	ID                 string            `json:"id"`
-	KID                string            `json:"kid,omitempty"`
-	SID                string            `json:"sid,omitempty"`
-	X5T                string            `json:"x5t,omitempty"`
-	CER                string            `json:"cer,omitempty"`
-	Attributes         *wireAttributes   `json:"attributes"`
-	Tags               map[string]string `json:"tags,omitempty"`
-	Policy             *wirePolicy       `json:"policy,omitempty"`
-	Pending            *wirePendingRef   `json:"pending,omitempty"`
-	PreserveCertOrder  *bool             `json:"preserveCertOrder,omitempty"`
+	wireDeleted
+	ID                string            `json:"id"`
+	KID               string            `json:"kid,omitempty"`
+	SID               string            `json:"sid,omitempty"`
+	X5T               string            `json:"x5t,omitempty"`
+	CER               string            `json:"cer,omitempty"`
+	Attributes        *wireAttributes   `json:"attributes"`
+	Tags              map[string]string `json:"tags,omitempty"`
+	Policy            *wirePolicy       `json:"policy,omitempty"`
+	Pending           *wirePendingRef   `json:"pending,omitempty"`
+	PreserveCertOrder *bool             `json:"preserveCertOrder,omitempty"`
 }
 
 type wireItem struct {
-	RecoveryID         string            `json:"recoveryId,omitempty"`
-	DeletedDate        *int64            `json:"deletedDate,omitempty"`
-	ScheduledPurgeDate *int64            `json:"scheduledPurgeDate,omitempty"`
-	ID                 string            `json:"id"`
-	X5T                string            `json:"x5t,omitempty"`
-	Attributes         *wireAttributes   `json:"attributes"`
-	Tags               map[string]string `json:"tags,omitempty"`
-	Subject            *string           `json:"subject,omitempty"`
+	wireDeleted
+	ID         string            `json:"id"`
+	X5T        string            `json:"x5t,omitempty"`
+	Attributes *wireAttributes   `json:"attributes"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	Subject    *string           `json:"subject,omitempty"`
 }
 
 type wirePage[T any] struct {

@@ -10,147 +10,139 @@ import (
 	"testing"
 )
 
+// decodeCase is a value Decode must read, and the bundle it must give.
+type decodeCase struct {
+	name        string
+	contentType string
+	value       string
+	leaf        *issued
+	inters      []*x509.Certificate
+	root        *x509.Certificate
+}
+
 // TestDecodeOrdersChain decodes PFX and PEM values whose certificates and
 // key arrive in many orders and checks the bundle's leaf, intermediates and
 // root, and the tls.crt / ca.crt they produce.
 func TestDecodeOrdersChain(t *testing.T) {
 	t.Parallel()
-	for _, alg := range allAlgs {
-		t.Run(string(alg), func(t *testing.T) {
-			t.Parallel()
-			c := newChain(t, alg)
-			self := selfSigned(t, alg)
-			inter2 := mint(t, "Test Intermediate 2 "+string(alg), testKey(t, alg, "inter2"), c.inter, certOpts{ca: true})
-			leaf4 := mint(t, "leaf4-"+string(alg), testKey(t, alg, "leaf4"), inter2, certOpts{})
-			nameOnlyInter := mint(t, "Name-only Intermediate "+string(alg), testKey(t, alg, "inter3"), c.root, certOpts{ca: true, noAKI: true})
-			nameOnlyLeaf := mint(t, "name-only-leaf-"+string(alg), testKey(t, alg, "leaf5"), nameOnlyInter, certOpts{noAKI: true})
+	eachAlg(t, func(t *testing.T, alg keyAlg, c pki3) {
+		self := selfSigned(t, alg)
+		inter2 := mint(t, "Test Intermediate 2 "+string(alg), testKey(t, alg, "inter2"), c.inter, certOpts{ca: true})
+		leaf4 := mint(t, "leaf4-"+string(alg), testKey(t, alg, "leaf4"), inter2, certOpts{})
+		nameOnlyInter := mint(t, "Name-only Intermediate "+string(alg), testKey(t, alg, "inter3"), c.root, certOpts{ca: true, noAKI: true})
+		nameOnlyLeaf := mint(t, "name-only-leaf-"+string(alg), testKey(t, alg, "leaf5"), nameOnlyInter, certOpts{noAKI: true})
 
-			traditional := "EC PRIVATE KEY"
-			if alg == algRSA {
-				traditional = "RSA PRIVATE KEY"
-			}
-			leafKey := keyPEM(t, c.leaf.key, "PRIVATE KEY")
+		traditional := "EC PRIVATE KEY"
+		if alg == algRSA {
+			traditional = "RSA PRIVATE KEY"
+		}
+		leafKey := keyPEM(t, c.leaf.key, "PRIVATE KEY")
 
-			tests := []struct {
-				name        string
-				contentType string
-				value       string
-				leaf        *issued
-				inters      []*x509.Certificate
-				root        *x509.Certificate
-			}{
-				{"pfx scrambled intermediate root leaf", ContentTypePKCS12,
-					pfxValue(t, c.leaf.key, c.inter.cert, c.root.cert, c.leaf.cert),
-					c.leaf, certs(c.inter), c.root.cert},
-				{"pfx leaf first", ContentTypePKCS12,
-					pfxValue(t, c.leaf.key, c.leaf.cert, c.inter.cert, c.root.cert),
-					c.leaf, certs(c.inter), c.root.cert},
-				{"pfx leaf and intermediate, no root", ContentTypePKCS12,
-					pfxValue(t, c.leaf.key, c.inter.cert, c.leaf.cert),
-					c.leaf, certs(c.inter), nil},
-				{"pfx leaf only, issuer absent", ContentTypePKCS12,
-					pfxValue(t, c.leaf.key, c.leaf.cert),
-					c.leaf, nil, nil},
-				{"pfx self-signed leaf", ContentTypePKCS12,
-					pfxValue(t, self.key, self.cert),
-					self, nil, nil},
-				{"pfx four levels reversed", ContentTypePKCS12,
-					pfxValue(t, leaf4.key, c.root.cert, c.inter.cert, inter2.cert, leaf4.cert),
-					leaf4, certs(inter2, c.inter), c.root.cert},
-				{"pfx duplicates", ContentTypePKCS12,
-					pfxValue(t, c.leaf.key, c.leaf.cert, c.inter.cert, c.leaf.cert, c.root.cert, c.inter.cert),
-					c.leaf, certs(c.inter), c.root.cert},
-				{"pfx base64 with line breaks", ContentTypePKCS12,
-					wrap(pfxValue(t, c.leaf.key, c.leaf.cert, c.inter.cert), 64),
-					c.leaf, certs(c.inter), nil},
-				{"pfx empty content type", "",
-					pfxValue(t, c.leaf.key, c.root.cert, c.leaf.cert, c.inter.cert),
-					c.leaf, certs(c.inter), c.root.cert},
-				{"pem key first (Key Vault)", ContentTypePEM,
-					leafKey + certPEM(c.leaf.cert, c.inter.cert, c.root.cert),
-					c.leaf, certs(c.inter), c.root.cert},
-				{"pem key last", ContentTypePEM,
-					certPEM(c.leaf.cert, c.inter.cert) + leafKey,
-					c.leaf, certs(c.inter), nil},
-				{"pem key in the middle, certificates scrambled", ContentTypePEM,
-					certPEM(c.root.cert) + leafKey + certPEM(c.leaf.cert, c.inter.cert),
-					c.leaf, certs(c.inter), c.root.cert},
-				{"pem traditional key", ContentTypePEM,
-					keyPEM(t, c.leaf.key, traditional) + certPEM(c.inter.cert, c.leaf.cert),
-					c.leaf, certs(c.inter), nil},
-				{"pem self-signed, key last", ContentTypePEM,
-					certPEM(self.cert) + keyPEM(t, self.key, traditional),
-					self, nil, nil},
-				{"pem with text around blocks", ContentTypePEM,
-					"Bag Attributes\n    localKeyID: 01 00 00 00\n" + leafKey + "subject=CN = leaf\n" + certPEM(c.leaf.cert) + "\n\n",
-					c.leaf, nil, nil},
-				{"pem with CRLF line endings", ContentTypePEM,
-					strings.ReplaceAll(leafKey+certPEM(c.leaf.cert, c.inter.cert), "\n", "\r\n"),
-					c.leaf, certs(c.inter), nil},
-				{"pem empty content type", "",
-					certPEM(c.inter.cert, c.leaf.cert) + leafKey,
-					c.leaf, certs(c.inter), nil},
-				{"pem content type with parameters and case", "Application/X-PEM-File; charset=utf-8",
-					leafKey + certPEM(c.leaf.cert),
-					c.leaf, nil, nil},
-				{"pem duplicates", ContentTypePEM,
-					leafKey + certPEM(c.leaf.cert, c.leaf.cert, c.inter.cert, c.inter.cert),
-					c.leaf, certs(c.inter), nil},
-				{"links by name when key identifiers are absent", ContentTypePEM,
-					certPEM(c.root.cert, nameOnlyLeaf.cert, nameOnlyInter.cert) + keyPEM(t, nameOnlyLeaf.key, "PRIVATE KEY"),
-					nameOnlyLeaf, certs(nameOnlyInter), c.root.cert},
-			}
-			if alg != algRSA {
-				// OpenSSL's `ecparam -genkey` writes the curve ahead of the key.
-				tests = append(tests, struct {
-					name        string
-					contentType string
-					value       string
-					leaf        *issued
-					inters      []*x509.Certificate
-					root        *x509.Certificate
-				}{"pem with EC PARAMETERS", ContentTypePEM,
-					"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n" +
-						keyPEM(t, c.leaf.key, "EC PRIVATE KEY") + certPEM(c.leaf.cert),
-					c.leaf, nil, nil})
-			}
+		tests := []decodeCase{
+			{"pfx scrambled intermediate root leaf", ContentTypePKCS12,
+				pfxValue(t, c.leaf.key, c.inter.cert, c.root.cert, c.leaf.cert),
+				c.leaf, certs(c.inter), c.root.cert},
+			{"pfx leaf first", ContentTypePKCS12,
+				pfxValue(t, c.leaf.key, c.leaf.cert, c.inter.cert, c.root.cert),
+				c.leaf, certs(c.inter), c.root.cert},
+			{"pfx leaf and intermediate, no root", ContentTypePKCS12,
+				pfxValue(t, c.leaf.key, c.inter.cert, c.leaf.cert),
+				c.leaf, certs(c.inter), nil},
+			{"pfx leaf only, issuer absent", ContentTypePKCS12,
+				pfxValue(t, c.leaf.key, c.leaf.cert),
+				c.leaf, nil, nil},
+			{"pfx self-signed leaf", ContentTypePKCS12,
+				pfxValue(t, self.key, self.cert),
+				self, nil, nil},
+			{"pfx four levels reversed", ContentTypePKCS12,
+				pfxValue(t, leaf4.key, c.root.cert, c.inter.cert, inter2.cert, leaf4.cert),
+				leaf4, certs(inter2, c.inter), c.root.cert},
+			{"pfx duplicates", ContentTypePKCS12,
+				pfxValue(t, c.leaf.key, c.leaf.cert, c.inter.cert, c.leaf.cert, c.root.cert, c.inter.cert),
+				c.leaf, certs(c.inter), c.root.cert},
+			{"pfx base64 with line breaks", ContentTypePKCS12,
+				wrap(pfxValue(t, c.leaf.key, c.leaf.cert, c.inter.cert), 64),
+				c.leaf, certs(c.inter), nil},
+			{"pfx empty content type", "",
+				pfxValue(t, c.leaf.key, c.root.cert, c.leaf.cert, c.inter.cert),
+				c.leaf, certs(c.inter), c.root.cert},
+			{"pem key first (Key Vault)", ContentTypePEM,
+				leafKey + certPEM(c.leaf.cert, c.inter.cert, c.root.cert),
+				c.leaf, certs(c.inter), c.root.cert},
+			{"pem key last", ContentTypePEM,
+				certPEM(c.leaf.cert, c.inter.cert) + leafKey,
+				c.leaf, certs(c.inter), nil},
+			{"pem key in the middle, certificates scrambled", ContentTypePEM,
+				certPEM(c.root.cert) + leafKey + certPEM(c.leaf.cert, c.inter.cert),
+				c.leaf, certs(c.inter), c.root.cert},
+			{"pem traditional key", ContentTypePEM,
+				keyPEM(t, c.leaf.key, traditional) + certPEM(c.inter.cert, c.leaf.cert),
+				c.leaf, certs(c.inter), nil},
+			{"pem self-signed, key last", ContentTypePEM,
+				certPEM(self.cert) + keyPEM(t, self.key, traditional),
+				self, nil, nil},
+			{"pem with text around blocks", ContentTypePEM,
+				"Bag Attributes\n    localKeyID: 01 00 00 00\n" + leafKey + "subject=CN = leaf\n" + certPEM(c.leaf.cert) + "\n\n",
+				c.leaf, nil, nil},
+			{"pem with CRLF line endings", ContentTypePEM,
+				strings.ReplaceAll(leafKey+certPEM(c.leaf.cert, c.inter.cert), "\n", "\r\n"),
+				c.leaf, certs(c.inter), nil},
+			{"pem empty content type", "",
+				certPEM(c.inter.cert, c.leaf.cert) + leafKey,
+				c.leaf, certs(c.inter), nil},
+			{"pem content type with parameters and case", "Application/X-PEM-File; charset=utf-8",
+				leafKey + certPEM(c.leaf.cert),
+				c.leaf, nil, nil},
+			{"pem duplicates", ContentTypePEM,
+				leafKey + certPEM(c.leaf.cert, c.leaf.cert, c.inter.cert, c.inter.cert),
+				c.leaf, certs(c.inter), nil},
+			{"links by name when key identifiers are absent", ContentTypePEM,
+				certPEM(c.root.cert, nameOnlyLeaf.cert, nameOnlyInter.cert) + keyPEM(t, nameOnlyLeaf.key, "PRIVATE KEY"),
+				nameOnlyLeaf, certs(nameOnlyInter), c.root.cert},
+		}
+		if alg != algRSA {
+			// OpenSSL's `ecparam -genkey` writes the curve ahead of the key.
+			tests = append(tests, decodeCase{"pem with EC PARAMETERS", ContentTypePEM,
+				"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n" +
+					keyPEM(t, c.leaf.key, "EC PRIVATE KEY") + certPEM(c.leaf.cert),
+				c.leaf, nil, nil})
+		}
 
-			for _, tc := range tests {
-				t.Run(tc.name, func(t *testing.T) {
-					b, err := Decode(tc.contentType, tc.value)
-					if err != nil {
-						t.Fatalf("Decode: %v", err)
-					}
-					if !bytes.Equal(b.Leaf.Raw, tc.leaf.cert.Raw) {
-						t.Fatalf("leaf is %s, want %s", describe(b.Leaf), describe(tc.leaf.cert))
-					}
-					if !KeyMatches(b.Leaf, b.Key) || !b.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(tc.leaf.key.Public()) {
-						t.Fatal("key is not the leaf's")
-					}
-					sameCerts(t, "intermediates", b.Intermediates, tc.inters)
-					if (b.Root == nil) != (tc.root == nil) || b.Root != nil && !bytes.Equal(b.Root.Raw, tc.root.Raw) {
-						t.Fatalf("root is %s, want %s", describe(b.Root), describe(tc.root))
-					}
-					if err := b.Verify(b.Leaf.NotBefore); err != nil {
-						t.Fatalf("Verify: %v", err)
-					}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				b, err := Decode(tc.contentType, tc.value)
+				if err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				if !bytes.Equal(b.Leaf.Raw, tc.leaf.cert.Raw) {
+					t.Fatalf("leaf is %s, want %s", describe(b.Leaf), describe(tc.leaf.cert))
+				}
+				if !KeyMatches(b.Leaf, b.Key) || !b.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(tc.leaf.key.Public()) {
+					t.Fatal("key is not the leaf's")
+				}
+				sameCerts(t, "intermediates", b.Intermediates, tc.inters)
+				if (b.Root == nil) != (tc.root == nil) || b.Root != nil && !bytes.Equal(b.Root.Raw, tc.root.Raw) {
+					t.Fatalf("root is %s, want %s", describe(b.Root), describe(tc.root))
+				}
+				if err := b.Verify(b.Leaf.NotBefore); err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
 
-					// tls.crt by default: leaf and intermediates, never the root.
-					wantCrt := append([]*x509.Certificate{tc.leaf.cert}, tc.inters...)
-					sameCerts(t, "tls.crt", pemCerts(t, b.CertificatesPEM("")), wantCrt)
-					// ca.crt: root, else the last intermediate, else the leaf.
-					wantCA := tc.leaf.cert
-					switch {
-					case tc.root != nil:
-						wantCA = tc.root
-					case len(tc.inters) > 0:
-						wantCA = tc.inters[len(tc.inters)-1]
-					}
-					sameCerts(t, "ca.crt", pemCerts(t, b.CAPEM()), []*x509.Certificate{wantCA})
-				})
-			}
-		})
-	}
+				// tls.crt by default: leaf and intermediates, never the root.
+				wantCrt := append([]*x509.Certificate{tc.leaf.cert}, tc.inters...)
+				sameCerts(t, "tls.crt", pemCerts(t, b.CertificatesPEM("")), wantCrt)
+				// ca.crt: root, else the last intermediate, else the leaf.
+				wantCA := tc.leaf.cert
+				switch {
+				case tc.root != nil:
+					wantCA = tc.root
+				case len(tc.inters) > 0:
+					wantCA = tc.inters[len(tc.inters)-1]
+				}
+				sameCerts(t, "ca.crt", pemCerts(t, b.CAPEM()), []*x509.Certificate{wantCA})
+			})
+		}
+	})
 }
 
 // TestDecodeCycleTerminates feeds two CAs that issued each other; ordering
@@ -234,8 +226,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"legacy encrypted key", ContentTypePEM, legacyEncrypted(t, c.leaf.key) + certPEM(c.leaf.cert), ErrMalformed, "encrypted"},
 		{"unknown block type", ContentTypePEM, relabel(key, "OPENSSH PRIVATE KEY") + certPEM(c.leaf.cert), ErrMalformed, "unsupported type"},
 		{"pkcs1 label on pkcs8 body", ContentTypePEM, relabel(key, "RSA PRIVATE KEY") + certPEM(c.leaf.cert), ErrMalformed, "RSA PRIVATE KEY"},
-		{"unsupported curve", ContentTypePEM, p224KeyAndCert(t), ErrMalformed, "P-224"},
-		{"unsupported key type", ContentTypePEM, ed25519KeyAndCert(t), ErrMalformed, "ed25519"},
+		{"unsupported curve", ContentTypePEM, selfSignedPEM(t, algP224), ErrMalformed, "P-224"},
+		{"unsupported key type", ContentTypePEM, selfSignedPEM(t, algEd25519), ErrMalformed, "ed25519"},
 		{"unknown content type", "text/plain", key + certPEM(c.leaf.cert), ErrMalformed, "text/plain"},
 		{"value too large", ContentTypePEM, key + strings.Repeat("\n", maxValueBytes), ErrMalformed, "at most"},
 		{"pfx with an unsupported key type", ContentTypePKCS12, ed25519PFX(t), ErrMalformed, "ed25519"},

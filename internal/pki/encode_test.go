@@ -14,115 +14,111 @@ import (
 // type and reads the result back with ParseTLS, Decode and go-pkcs12.
 func TestEncodingsRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, alg := range allAlgs {
-		t.Run(string(alg), func(t *testing.T) {
-			t.Parallel()
-			c := newChain(t, alg)
-			b, err := Decode(ContentTypePKCS12, pfxValue(t, c.leaf.key, c.root.cert, c.leaf.cert, c.inter.cert))
-			if err != nil {
-				t.Fatalf("Decode: %v", err)
-			}
-			sameCerts(t, "Chain", b.Chain(), certs(c.leaf, c.inter, c.root))
+	eachAlg(t, func(t *testing.T, alg keyAlg, c pki3) {
+		b, err := Decode(ContentTypePKCS12, pfxValue(t, c.leaf.key, c.root.cert, c.leaf.cert, c.inter.cert))
+		if err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+		sameCerts(t, "Chain", b.Chain(), certs(c.leaf, c.inter, c.root))
 
-			modes := []struct {
-				mode ChainMode
-				want []*x509.Certificate
-			}{
-				{"", certs(c.leaf, c.inter)},
-				{ChainLeafAndIntermediates, certs(c.leaf, c.inter)},
-				{ChainFull, certs(c.leaf, c.inter, c.root)},
-				{ChainLeafOnly, certs(c.leaf)},
-			}
-			pkcs1Type := "EC PRIVATE KEY"
-			if alg == algRSA {
-				pkcs1Type = "RSA PRIVATE KEY"
-			}
-			encodings := []struct {
-				enc       KeyEncoding
-				blockType string
-			}{
-				{"", "PRIVATE KEY"},
-				{KeyPKCS8, "PRIVATE KEY"},
-				{KeyPKCS1, pkcs1Type},
-			}
+		modes := []struct {
+			mode ChainMode
+			want []*x509.Certificate
+		}{
+			{"", certs(c.leaf, c.inter)},
+			{ChainLeafAndIntermediates, certs(c.leaf, c.inter)},
+			{ChainFull, certs(c.leaf, c.inter, c.root)},
+			{ChainLeafOnly, certs(c.leaf)},
+		}
+		pkcs1Type := "EC PRIVATE KEY"
+		if alg == algRSA {
+			pkcs1Type = "RSA PRIVATE KEY"
+		}
+		encodings := []struct {
+			enc       KeyEncoding
+			blockType string
+		}{
+			{"", "PRIVATE KEY"},
+			{KeyPKCS8, "PRIVATE KEY"},
+			{KeyPKCS1, pkcs1Type},
+		}
 
-			for _, m := range modes {
-				crt := b.CertificatesPEM(m.mode)
-				sameCerts(t, "tls.crt "+string(m.mode), pemCerts(t, crt), m.want)
-				for _, e := range encodings {
-					name := string(m.mode) + "/" + string(e.enc)
-					key, err := b.PrivateKeyPEM(e.enc)
-					if err != nil {
-						t.Fatalf("%s: PrivateKeyPEM: %v", name, err)
-					}
-					if blk, rest := pem.Decode(key); blk == nil || blk.Type != e.blockType || len(bytes.TrimSpace(rest)) > 0 {
-						t.Fatalf("%s: tls.key is not one %q block", name, e.blockType)
-					}
-					back, err := ParseTLS(crt, key)
-					if err != nil {
-						t.Fatalf("%s: ParseTLS: %v", name, err)
-					}
-					sameCerts(t, name+" ParseTLS chain", back.Chain(), m.want)
-					if !KeyMatches(back.Leaf, back.Key) {
-						t.Fatalf("%s: ParseTLS key does not match", name)
-					}
-					// Re-encoding what a Secret holds is stable.
-					if again := back.CertificatesPEM(m.mode); !bytes.Equal(again, crt) {
-						t.Fatalf("%s: re-encoded tls.crt differs", name)
-					}
-
-					combined, err := b.CombinedPEM(m.mode, e.enc)
-					if err != nil {
-						t.Fatalf("%s: CombinedPEM: %v", name, err)
-					}
-					if !bytes.Equal(combined, append(key, crt...)) {
-						t.Fatalf("%s: tls-combined.pem is not key then certificates", name)
-					}
-					fromCombined, err := Decode(ContentTypePEM, string(combined))
-					if err != nil {
-						t.Fatalf("%s: Decode(tls-combined.pem): %v", name, err)
-					}
-					sameCerts(t, name+" combined chain", fromCombined.Chain(), m.want)
-				}
-
-				// keystore.p12 opens with the password and holds the same chain.
-				p12, err := b.PKCS12("s3cret", m.mode)
+		for _, m := range modes {
+			crt := b.CertificatesPEM(m.mode)
+			sameCerts(t, "tls.crt "+string(m.mode), pemCerts(t, crt), m.want)
+			for _, e := range encodings {
+				name := string(m.mode) + "/" + string(e.enc)
+				key, err := b.PrivateKeyPEM(e.enc)
 				if err != nil {
-					t.Fatalf("%s: PKCS12: %v", m.mode, err)
+					t.Fatalf("%s: PrivateKeyPEM: %v", name, err)
 				}
-				key, leaf, cas, err := pkcs12.DecodeChain(p12, "s3cret")
+				if blk, rest := pem.Decode(key); blk == nil || blk.Type != e.blockType || len(bytes.TrimSpace(rest)) > 0 {
+					t.Fatalf("%s: tls.key is not one %q block", name, e.blockType)
+				}
+				back, err := ParseTLS(crt, key)
 				if err != nil {
-					t.Fatalf("%s: pkcs12.DecodeChain: %v", m.mode, err)
+					t.Fatalf("%s: ParseTLS: %v", name, err)
 				}
-				sameCerts(t, "keystore.p12 "+string(m.mode), append([]*x509.Certificate{leaf}, cas...), m.want)
-				if signer, err := supportedKey(key); err != nil || !KeyMatches(leaf, signer) {
-					t.Fatalf("%s: keystore.p12 key does not match its leaf (%v)", m.mode, err)
+				sameCerts(t, name+" ParseTLS chain", back.Chain(), m.want)
+				if !KeyMatches(back.Leaf, back.Key) {
+					t.Fatalf("%s: ParseTLS key does not match", name)
 				}
-				if _, _, _, err := pkcs12.DecodeChain(p12, "wrong"); !errors.Is(err, pkcs12.ErrIncorrectPassword) {
-					t.Fatalf("%s: wrong password: got %v", m.mode, err)
+				// Re-encoding what a Secret holds is stable.
+				if again := back.CertificatesPEM(m.mode); !bytes.Equal(again, crt) {
+					t.Fatalf("%s: re-encoded tls.crt differs", name)
 				}
+
+				combined, err := b.CombinedPEM(m.mode, e.enc)
+				if err != nil {
+					t.Fatalf("%s: CombinedPEM: %v", name, err)
+				}
+				if !bytes.Equal(combined, append(key, crt...)) {
+					t.Fatalf("%s: tls-combined.pem is not key then certificates", name)
+				}
+				fromCombined, err := Decode(ContentTypePEM, string(combined))
+				if err != nil {
+					t.Fatalf("%s: Decode(tls-combined.pem): %v", name, err)
+				}
+				sameCerts(t, name+" combined chain", fromCombined.Chain(), m.want)
 			}
 
-			// ca.crt is the root.
-			sameCerts(t, "ca.crt", pemCerts(t, b.CAPEM()), certs(c.root))
+			// keystore.p12 opens with the password and holds the same chain.
+			p12, err := b.PKCS12("s3cret", m.mode)
+			if err != nil {
+				t.Fatalf("%s: PKCS12: %v", m.mode, err)
+			}
+			key, leaf, cas, err := pkcs12.DecodeChain(p12, "s3cret")
+			if err != nil {
+				t.Fatalf("%s: pkcs12.DecodeChain: %v", m.mode, err)
+			}
+			sameCerts(t, "keystore.p12 "+string(m.mode), append([]*x509.Certificate{leaf}, cas...), m.want)
+			if signer, err := supportedKey(key); err != nil || !KeyMatches(leaf, signer) {
+				t.Fatalf("%s: keystore.p12 key does not match its leaf (%v)", m.mode, err)
+			}
+			if _, _, _, err := pkcs12.DecodeChain(p12, "wrong"); !errors.Is(err, pkcs12.ErrIncorrectPassword) {
+				t.Fatalf("%s: wrong password: got %v", m.mode, err)
+			}
+		}
 
-			// tls.der and key.der.
-			if !bytes.Equal(b.LeafDER(), c.leaf.cert.Raw) {
-				t.Fatal("tls.der is not the leaf")
-			}
-			der, err := b.PrivateKeyDER()
-			if err != nil {
-				t.Fatalf("PrivateKeyDER: %v", err)
-			}
-			k, err := x509.ParsePKCS8PrivateKey(der)
-			if err != nil {
-				t.Fatalf("key.der is not PKCS#8: %v", err)
-			}
-			if signer, err := supportedKey(k); err != nil || !KeyMatches(c.leaf.cert, signer) {
-				t.Fatal("key.der is not the leaf's key")
-			}
-		})
-	}
+		// ca.crt is the root.
+		sameCerts(t, "ca.crt", pemCerts(t, b.CAPEM()), certs(c.root))
+
+		// tls.der and key.der.
+		if !bytes.Equal(b.LeafDER(), c.leaf.cert.Raw) {
+			t.Fatal("tls.der is not the leaf")
+		}
+		der, err := b.PrivateKeyDER()
+		if err != nil {
+			t.Fatalf("PrivateKeyDER: %v", err)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			t.Fatalf("key.der is not PKCS#8: %v", err)
+		}
+		if signer, err := supportedKey(k); err != nil || !KeyMatches(c.leaf.cert, signer) {
+			t.Fatal("key.der is not the leaf's key")
+		}
+	})
 }
 
 // TestEncodeSelfSigned checks that a self-signed leaf is both tls.crt and

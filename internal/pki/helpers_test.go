@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -31,6 +32,12 @@ const (
 
 var allAlgs = []keyAlg{algRSA, algP256, algP384, algP521}
 
+// Key types Go can parse but Key Vault and TLS stacks do not use; not in allAlgs.
+const (
+	algP224    keyAlg = "P-224"
+	algEd25519 keyAlg = "ed25519"
+)
+
 // keyCache reuses generated keys by (alg, role): RSA generation dominates
 // test time, and distinct roles still get distinct keys.
 var keyCache sync.Map
@@ -54,6 +61,10 @@ func testKey(t testing.TB, alg keyAlg, role string) crypto.Signer {
 		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	case algP521:
 		k, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case algP224:
+		k, err = ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	case algEd25519:
+		_, k, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		t.Fatalf("unknown alg %q", alg)
 	}
@@ -137,6 +148,17 @@ func newChain(t testing.TB, alg keyAlg) pki3 {
 	inter := mint(t, "Test Intermediate "+string(alg), testKey(t, alg, "inter"), root, certOpts{ca: true})
 	leaf := mint(t, "leaf-"+strings.ToLower(string(alg)), testKey(t, alg, "leaf"), inter, certOpts{})
 	return pki3{root: root, inter: inter, leaf: leaf}
+}
+
+// eachAlg runs test as a parallel subtest for every key type in allAlgs, with a chain of that type.
+func eachAlg(t *testing.T, test func(t *testing.T, alg keyAlg, c pki3)) {
+	t.Helper()
+	for _, alg := range allAlgs {
+		t.Run(string(alg), func(t *testing.T) {
+			t.Parallel()
+			test(t, alg, newChain(t, alg))
+		})
+	}
 }
 
 // selfSigned makes a self-signed, non-CA leaf like Key Vault's "Self" issuer does.

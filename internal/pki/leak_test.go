@@ -3,9 +3,6 @@ package pki
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -225,36 +222,16 @@ func legacyEncrypted(t testing.TB, key crypto.Signer) string {
 	}))
 }
 
-// p224KeyAndCert is a self-signed P-224 certificate and key: a curve Go can
-// parse but Key Vault and TLS stacks do not use.
-func p224KeyAndCert(t testing.TB) string {
+// selfSignedPEM is the PEM key and self-signed certificate of a new key of alg.
+func selfSignedPEM(t testing.TB, alg keyAlg) string {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := mint(t, "p224", k, nil, certOpts{})
-	return keyPEM(t, k, "PRIVATE KEY") + certPEM(self.cert)
-}
-
-// ed25519KeyAndCert is a self-signed Ed25519 certificate and key.
-func ed25519KeyAndCert(t testing.TB) string {
-	t.Helper()
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := mint(t, "ed25519", k, nil, certOpts{})
-	return keyPEM(t, k, "PRIVATE KEY") + certPEM(self.cert)
+	self := selfSigned(t, alg)
+	return keyPEM(t, self.key, "PRIVATE KEY") + certPEM(self.cert)
 }
 
 // ed25519PFX is a PFX holding an Ed25519 key and its self-signed certificate.
 func ed25519PFX(t testing.TB) string {
 	t.Helper()
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := mint(t, "ed25519", k, nil, certOpts{})
-	return pfxValue(t, k, self.cert)
+	self := selfSigned(t, algEd25519)
+	return pfxValue(t, self.key, self.cert)
 }

@@ -32,44 +32,43 @@ type CA struct {
 // valid from ten minutes ago for ten years.
 func NewCA(name string) (*CA, error) {
 	now := time.Now()
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	root, rootKey, err := newCACert(name+" Root CA", now, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name + " Root CA", Organization: []string{"fakevault"}},
-		NotBefore:             now.Add(-10 * time.Minute),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          ski(&rootKey.PublicKey),
-	}
-	root, err := sign(rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
-	if err != nil {
-		return nil, err
-	}
-	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	intTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name + " Issuing CA 1", Organization: []string{"fakevault"}},
-		NotBefore:             now.Add(-10 * time.Minute),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-		SubjectKeyId:          ski(&intKey.PublicKey),
-	}
-	inter, err := sign(intTmpl, root, &intKey.PublicKey, rootKey)
+	inter, intKey, err := newCACert(name+" Issuing CA 1", now, root, rootKey)
 	if err != nil {
 		return nil, err
 	}
 	return &CA{Root: root, RootKey: rootKey, Intermediate: inter, IntermediateKey: intKey}, nil
+}
+
+// newCACert makes a CA certificate named cn with a new P-256 key: self-signed when parent is nil,
+// else signed by parent and limited to signing leaves (path length zero).
+func newCACert(cn string, now time.Time, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"fakevault"}},
+		NotBefore:             now.Add(-10 * time.Minute),
+		NotAfter:              now.AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        parent != nil,
+		SubjectKeyId:          ski(&key.PublicKey),
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	cert, err := sign(tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
 }
 
 // Leaf describes the certificate to issue, in x509 terms.
