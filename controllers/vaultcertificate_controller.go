@@ -308,7 +308,7 @@ func (r *VaultCertificateReconciler) syncSecret(ctx context.Context, run *syncRu
 		return secretVersion, nil
 	}
 	logf.FromContext(ctx).V(1).Info("writing Secret", "reason", why, "detail", detail, "version", cert.Version)
-	written, err := r.writeSecret(ctx, vc, secret, run.kv, cert, run.hash, run.password, run.hasPassword)
+	written, err := r.writeSecret(ctx, run, cert)
 	if err != nil {
 		return "", classify(err, fmt.Sprintf("version %s of %s", cert.Version, run.what))
 	}
@@ -354,23 +354,32 @@ func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certifi
 	return next
 }
 
-// writeSecret fetches the key material of exactly cert.Version, validates it and writes the Secret, returning
-// its new resourceVersion. Any failure leaves the existing Secret untouched. A Secret absent when read is only
-// created, never applied over one that appeared meanwhile; an existing one is applied only if unchanged since
-// it was read.
-func (r *VaultCertificateReconciler) writeSecret(ctx context.Context, vc *vaultcertv1.VaultCertificate, existing *corev1.Secret,
-	kv keyvault.Client, cert *keyvault.Certificate, hash, password string, hasPassword bool) (string, error) {
-	kvSecret, err := kv.GetSecret(ctx, vc.Spec.CertificateName, cert.Version)
+// keyMaterial reads and decodes the key material of exactly cert.Version, checked against the metadata's
+// thumbprint.
+func (r *VaultCertificateReconciler) keyMaterial(ctx context.Context, run *syncRun, cert *keyvault.Certificate) (*pki.Bundle, error) {
+	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, cert.Version)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	bundle, err := pki.Decode(kvSecret.ContentType, kvSecret.Value)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if cert.Thumbprint != "" && pki.Thumbprint(bundle.Leaf) != cert.Thumbprint {
-		return "", fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
+		return nil, fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
 			pki.Thumbprint(bundle.Leaf), cert.Thumbprint, pki.ErrKeyMismatch)
+	}
+	return bundle, nil
+}
+
+// writeSecret validates the key material of exactly cert.Version and writes the Secret, returning its new
+// resourceVersion. Any failure leaves the existing Secret untouched. A Secret absent when read is only created,
+// never applied over one that appeared meanwhile; an existing one is applied only if unchanged since it was read.
+func (r *VaultCertificateReconciler) writeSecret(ctx context.Context, run *syncRun, cert *keyvault.Certificate) (string, error) {
+	vc, existing := run.vc, run.secret
+	bundle, err := r.keyMaterial(ctx, run, cert)
+	if err != nil {
+		return "", err
 	}
 	if err := bundle.Verify(r.now()); err != nil {
 		return "", err
@@ -380,8 +389,8 @@ func (r *VaultCertificateReconciler) writeSecret(ctx context.Context, vc *vaultc
 	if f := notWorseThanHeld(vc, existing, decoded, r.now()); f != nil {
 		return "", f
 	}
-	out := &secretOutput{bundle: bundle, version: cert.Version, vaultURL: kv.VaultURL(), specHash: hash,
-		pkcs12Pass: password, hasPKCS12PW: hasPassword}
+	out := &secretOutput{bundle: bundle, version: cert.Version, vaultURL: run.kv.VaultURL(), specHash: run.hash,
+		pkcs12Pass: run.password, hasPKCS12PW: run.hasPassword}
 	data, err := secretData(&vc.Spec, out)
 	if err != nil {
 		return "", err

@@ -264,28 +264,38 @@ func (c *azureClient) ListCertificateVersions(ctx context.Context, name string) 
 // version than the certificate metadata the caller just read.
 func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Secret, error) {
 	const op = "GetSecret"
-	if name == "" || version == "" {
-		return nil, fmt.Errorf("Key Vault %s: name and version are required (got %q, %q)", op, name, version)
+	if name == "" {
+		return nil, fmt.Errorf("Key Vault %s: a name is required", op)
 	}
 	resp, err := c.secrets.GetSecret(ctx, name, version, nil)
 	if err != nil {
 		return nil, c.classify(op, redactDecodeError(err))
 	}
 	s := resp.Secret
-	out := &Secret{Version: version}
+	var got string
 	if s.ID != nil {
-		if got := s.ID.Version(); got != "" {
-			if !strings.EqualFold(got, version) {
-				return nil, fmt.Errorf("Key Vault %s %s: asked for version %s, got %s", op, name, version, got)
-			}
-			out.Version = got
-		}
+		got = s.ID.Version()
+	}
+	switch {
+	case version == "" && got == "":
+		// The latest version is only useful when the answer says which it is.
+		return nil, fmt.Errorf("Key Vault %s %s: the answer names no version", op, name)
+	case got != "" && version != "" && !strings.EqualFold(got, version):
+		return nil, fmt.Errorf("Key Vault %s %s: asked for version %s, got %s", op, name, version, got)
+	case s.Managed == nil || !*s.Managed:
+		// A plain secret of that name is not a certificate's key material (Key Vault marks those managed).
+		return nil, &NotFoundError{ServiceError{StatusCode: http.StatusNotFound, Code: "CertificateNotFound", Operation: op,
+			Message: fmt.Sprintf("secret %q is not the key material of a certificate (it is not managed by a certificate)", name)}}
+	}
+	out := &Secret{Version: version}
+	if got != "" {
+		out.Version = got
 	}
 	if s.ContentType != nil {
 		out.ContentType = *s.ContentType
 	}
 	if s.Value == nil || *s.Value == "" {
-		return nil, fmt.Errorf("Key Vault %s %s/%s: the secret has no value", op, name, version)
+		return nil, fmt.Errorf("Key Vault %s %s/%s: the secret has no value", op, name, out.Version)
 	}
 	out.Value = *s.Value
 	return out, nil

@@ -6,12 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"strings"
 	"sync"
@@ -80,13 +78,37 @@ func (e *testEnv) config(secret string) Config {
 	}
 }
 
+// newWebEnv is a testEnv holding the EC certificate "web" that most tests read.
+func newWebEnv(t *testing.T) *testEnv {
+	t.Helper()
+	e := newTestEnv(t)
+	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	return e
+}
+
 func (e *testEnv) client() Client {
 	e.t.Helper()
-	c, err := e.f.Client("VaultConnection/ns/"+e.t.Name(), e.config(testSecret))
+	return e.clientFor(e.t, "VaultConnection/ns/"+e.t.Name(), e.config(testSecret))
+}
+
+// clientFor is the factory's client for key and cfg, failing t when the factory refuses them.
+func (e *testEnv) clientFor(t *testing.T, key string, cfg Config) Client {
+	t.Helper()
+	c, err := e.f.Client(key, cfg)
 	if err != nil {
-		e.t.Fatalf("factory: %v", err)
+		t.Fatalf("factory %s: %v", key, err)
 	}
 	return c
+}
+
+// errorAs returns the E in err's chain, failing t when there is none.
+func errorAs[E error](t *testing.T, err error) E {
+	t.Helper()
+	var e E
+	if !errors.As(err, &e) {
+		t.Fatalf("want %T, got %T %v", e, err, err)
+	}
+	return e
 }
 
 func (e *testEnv) seed(spec fakevault.CertSpec) fakevault.Version {
@@ -225,8 +247,14 @@ func TestGetSecretPFXAndPEM(t *testing.T) {
 		t.Fatalf("exportable %v, want false", cert.Exportable)
 	}
 
-	if _, err := c.GetSecret(ctx, "pfx", ""); err == nil {
-		t.Fatal("GetSecret without a version must fail: it could race a rotation")
+	// The latest version in one call: the answer names its version, so a rotation between calls cannot mix
+	// one version's metadata with another's key.
+	latest, err := c.GetSecret(ctx, "pfx", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest.Version != pfx2.Version {
+		t.Fatalf("the latest secret is version %s, want %s (after the rotation)", latest.Version, pfx2.Version)
 	}
 }
 
@@ -438,20 +466,13 @@ func TestErrorClasses(t *testing.T) {
 }
 
 func TestAuthenticationErrors(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	ctx := ctxT(t)
 
 	t.Run("wrong client secret", func(t *testing.T) {
-		c, err := e.f.Client("VaultConnection/ns/wrong", e.config("wrong-secret"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.GetCertificate(ctx, "web", "")
-		var ae *AuthenticationError
-		if !errors.As(err, &ae) {
-			t.Fatalf("%T %v", err, err)
-		}
+		c := e.clientFor(t, "VaultConnection/ns/wrong", e.config("wrong-secret"))
+		_, err := c.GetCertificate(ctx, "web", "")
+		ae := errorAs[*AuthenticationError](t, err)
 		if ae.StatusCode != 401 || ae.Code != "invalid_client" || !strings.HasPrefix(ae.Message, "AADSTS7000215") ||
 			len(ae.EntraCodes) != 1 || ae.EntraCodes[0] != 7000215 {
 			t.Errorf("details: %d %q %q %v", ae.StatusCode, ae.Code, ae.Message, ae.EntraCodes)
@@ -466,10 +487,7 @@ func TestAuthenticationErrors(t *testing.T) {
 	t.Run("challenge names another tenant", func(t *testing.T) {
 		cfg := e.config(testSecret)
 		cfg.Auth.TenantID = "00000000-0000-0000-0000-000000000001"
-		c, err := e.f.Client("VaultConnection/ns/tenant", cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := e.clientFor(t, "VaultConnection/ns/tenant", cfg)
 		e.s.ResetCounts()
 		if _, err := c.GetCertificate(ctx, "web", ""); !IsAuthentication(err) {
 			t.Fatalf("%T %v", err, err)
@@ -480,25 +498,19 @@ func TestAuthenticationErrors(t *testing.T) {
 	})
 	t.Run("revoked token is a vault 401 and the next Client call rebuilds", func(t *testing.T) {
 		const key = "VaultConnection/ns/revoked"
-		c, err := e.f.Client(key, e.config(testSecret))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := e.clientFor(t, key, e.config(testSecret))
 		if _, err := c.GetCertificate(ctx, "web", ""); err != nil {
 			t.Fatal(err)
 		}
 		e.s.RevokeTokens()
 		// The challenge is answered from the credential's token cache, so the vault's 401 stands.
-		_, err = c.GetCertificate(ctx, "web", "")
+		_, err := c.GetCertificate(ctx, "web", "")
 		var ua *UnauthorizedError
 		if !errors.As(err, &ua) || ua.StatusCode != 401 || IsAuthentication(err) {
 			t.Fatalf("%T %v", err, err)
 		}
 		// The factory drops a client whose token the vault refused: a new credential, a new token.
-		fresh, err := e.f.Client(key, e.config(testSecret))
-		if err != nil {
-			t.Fatal(err)
-		}
+		fresh := e.clientFor(t, key, e.config(testSecret))
 		if fresh == c {
 			t.Fatal("the refused client was reused")
 		}
@@ -509,8 +521,7 @@ func TestAuthenticationErrors(t *testing.T) {
 }
 
 func TestThrottling(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	c := e.client()
 	ctx := ctxT(t)
 	host := e.host()
@@ -580,8 +591,7 @@ func TestThrottling(t *testing.T) {
 }
 
 func TestServiceUnavailableIsRetriedBySDK(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	c := e.client()
 	ctx := ctxT(t)
 	if _, err := c.GetCertificate(ctx, "web", ""); err != nil {
@@ -613,19 +623,12 @@ func TestRetryOptionsLeave429ToGovernor(t *testing.T) {
 }
 
 func TestFactoryReuseAndRebuild(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	ctx := ctxT(t)
 	const key = "VaultConnection/ns/conn"
 
-	bad, err := e.f.Client(key, e.config("old-revoked-secret"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := e.f.Client(key, e.config("old-revoked-secret"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := e.clientFor(t, key, e.config("old-revoked-secret"))
+	again := e.clientFor(t, key, e.config("old-revoked-secret"))
 	if bad != again {
 		t.Fatal("an unchanged config built a new client")
 	}
@@ -635,10 +638,7 @@ func TestFactoryReuseAndRebuild(t *testing.T) {
 
 	// The credential Secret is fixed: the factory rebuilds, and the fake accepts the new secret.
 	e.s.ResetCounts()
-	good, err := e.f.Client(key, e.config(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := e.clientFor(t, key, e.config(testSecret))
 	if good == bad {
 		t.Fatal("a changed client secret reused the old client")
 	}
@@ -670,8 +670,7 @@ func TestFactoryReuseAndRebuild(t *testing.T) {
 }
 
 func TestFactoryConcurrentUse(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
 	clients := make([]Client, 16)
@@ -698,40 +697,25 @@ func TestFactoryConcurrentUse(t *testing.T) {
 }
 
 func TestClientCertificateCredential(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	// MSAL signs client assertions with RS256/PS256 only: the key must be RSA.
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "vaultcert-test-sp"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
+	cert := clientCertificate(t, key, "vaultcert-test-sp")
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	bundle := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})...)
 	const certClient = "99999999-8888-7777-6666-555555555555"
 	e.s.AddClientCertificate(certClient, cert)
 
 	cfg := e.config("")
 	cfg.Auth = AuthConfig{Method: AuthClientCertificate, TenantID: e.s.TenantID(), ClientID: certClient, ClientCertificate: bundle}
-	c, err := e.f.Client("VaultConnection/ns/cert", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "VaultConnection/ns/cert", cfg)
 	e.s.ResetCounts()
 	got, err := c.GetCertificate(ctxT(t), "web", "")
 	if err != nil {
@@ -743,12 +727,10 @@ func TestClientCertificateCredential(t *testing.T) {
 }
 
 func TestWorkloadIdentityCredential(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	const wiClient = "77777777-6666-5555-4444-333333333333"
 	const issuer, subject = "https://oidc.example/cluster", "system:serviceaccount:ns:sa"
-	e.s.AddFederatedCredential(wiClient, issuer, subject)
-	e.s.AddFederatedIssuerKeys(issuer, &assertionKey(t).PublicKey)
+	e.federate(t, wiClient, issuer, subject)
 	var calls int
 	var mu sync.Mutex
 	cfg := e.config("")
@@ -761,10 +743,7 @@ func TestWorkloadIdentityCredential(t *testing.T) {
 			return unsignedJWT(t, issuer, subject), nil
 		},
 	}
-	c, err := e.f.Client("VaultConnection/ns/wi", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "VaultConnection/ns/wi", cfg)
 	if _, err := c.GetCertificate(ctxT(t), "web", ""); err != nil {
 		t.Fatalf("workload identity: %v", err)
 	}
@@ -779,11 +758,8 @@ func TestWorkloadIdentityCredential(t *testing.T) {
 	cfg.Auth.Assertion = func(context.Context) (string, error) {
 		return "", errors.New("serviceaccounts/token is forbidden")
 	}
-	broken, err := e.f.Client("VaultConnection/ns/wi-broken", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = broken.GetCertificate(ctxT(t), "web", "")
+	broken := e.clientFor(t, "VaultConnection/ns/wi-broken", cfg)
+	_, err := broken.GetCertificate(ctxT(t), "web", "")
 	if !IsAuthentication(err) || !strings.Contains(err.Error(), "serviceaccounts/token is forbidden") {
 		t.Fatalf("%T %v", err, err)
 	}
@@ -807,8 +783,7 @@ func unsignedJWT(t *testing.T, issuer, subject string) string {
 }
 
 func TestMetricsRecorded(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	c := e.client()
 	host := e.host()
 	ctx := ctxT(t)

@@ -64,36 +64,23 @@ func classifyAt(operation string, err error, now time.Time) error {
 // typedError returns the first of this package's typed errors in err's chain (dropping wrappers such as
 // the pipeline's no-retry marker), or nil.
 func typedError(err error) error {
-	var (
-		nf *NotFoundError
-		ua *UnauthorizedError
-		fb *ForbiddenError
-		ds *DisabledError
-		th *ThrottledError
-		cf *ConflictError
-		au *AuthenticationError
-		se *ServiceError
-		hn *HostNotAllowedError
-	)
-	switch {
-	case errors.As(err, &hn):
-		return hn
-	case errors.As(err, &nf):
-		return nf
-	case errors.As(err, &ua):
-		return ua
-	case errors.As(err, &fb):
-		return fb
-	case errors.As(err, &ds):
-		return ds
-	case errors.As(err, &th):
-		return th
-	case errors.As(err, &cf):
-		return cf
-	case errors.As(err, &au):
-		return au
-	case errors.As(err, &se):
-		return se
+	// Where one typed error wraps another, the first type listed wins, wherever it stands in the chain.
+	for _, find := range []func(error) error{
+		as[*HostNotAllowedError], as[*NotFoundError], as[*UnauthorizedError], as[*ForbiddenError],
+		as[*DisabledError], as[*ThrottledError], as[*ConflictError], as[*AuthenticationError], as[*ServiceError],
+	} {
+		if typed := find(err); typed != nil {
+			return typed
+		}
+	}
+	return nil
+}
+
+// as returns the first E in err's chain, or nil.
+func as[E error](err error) error {
+	var e E
+	if errors.As(err, &e) {
+		return e
 	}
 	return nil
 }

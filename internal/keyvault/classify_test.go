@@ -121,33 +121,11 @@ func TestClassifyStatuses(t *testing.T) {
 // serviceErrorOf digs the embedded ServiceError out of any typed error.
 func serviceErrorOf(t *testing.T, err error) ServiceError {
 	t.Helper()
-	var (
-		nf *NotFoundError
-		ua *UnauthorizedError
-		fb *ForbiddenError
-		ds *DisabledError
-		th *ThrottledError
-		cf *ConflictError
-		se *ServiceError
-	)
-	switch {
-	case errors.As(err, &nf):
-		return nf.ServiceError
-	case errors.As(err, &ua):
-		return ua.ServiceError
-	case errors.As(err, &fb):
-		return fb.ServiceError
-	case errors.As(err, &ds):
-		return ds.ServiceError
-	case errors.As(err, &th):
-		return th.ServiceError
-	case errors.As(err, &cf):
-		return cf.ServiceError
-	case errors.As(err, &se):
-		return *se
+	var typed interface{ service() *ServiceError }
+	if !errors.As(err, &typed) {
+		t.Fatalf("%T is not a service error", err)
 	}
-	t.Fatalf("%T is not a service error", err)
-	return ServiceError{}
+	return *typed.service()
 }
 
 func TestClassifyPassThrough(t *testing.T) {

@@ -17,7 +17,9 @@ type Client interface {
 	GetCertificate(ctx context.Context, name, version string) (*Certificate, error)
 	// ListCertificateVersions returns every version of a certificate with its tags, newest first.
 	ListCertificateVersions(ctx context.Context, name string) ([]CertificateVersion, error)
-	// GetSecret returns the certificate-backed secret (the key material) of exactly that version.
+	// GetSecret returns the certificate-backed secret (the key material) of exactly that version; version ""
+	// means the latest, whose version the answer names (Secret.Version). A plain secret that no certificate
+	// manages is a NotFoundError.
 	GetSecret(ctx context.Context, name, version string) (*Secret, error)
 	// CheckAccess makes one cheap call (list one certificate) to prove the vault answers these credentials.
 	CheckAccess(ctx context.Context) error

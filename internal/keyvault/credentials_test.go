@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
-	"github.com/vaultcert/vaultcert/internal/fakevault"
+	"github.com/vaultcert/vaultcert/internal/fakevault/issuer"
 )
 
 var (
@@ -39,6 +38,25 @@ func assertionKey(t *testing.T) *rsa.PrivateKey {
 		assertionKeyVal = k
 	})
 	return assertionKeyVal
+}
+
+// clientCertificate is a self-signed certificate for key, as a service principal's client certificate.
+func clientCertificate(t *testing.T, key *rsa.PrivateKey, cn string) *x509.Certificate {
+	t.Helper()
+	cert, err := issuer.SelfSigned(key, issuer.Leaf{Subject: pkix.Name{CommonName: cn}, KeyUsage: x509.KeyUsageDigitalSignature,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// federate registers client's federated credential for (issuer, subject) at the fake vault's authority,
+// with assertionKey as the issuer's key: unsignedJWT(t, issuer, subject) is then a valid assertion.
+func (e *testEnv) federate(t *testing.T, client, issuer, subject string) {
+	t.Helper()
+	e.s.AddFederatedCredential(client, issuer, subject)
+	e.s.AddFederatedIssuerKeys(issuer, &assertionKey(t).PublicKey)
 }
 
 func TestPinAuthority(t *testing.T) {
@@ -72,12 +90,10 @@ func TestPinAuthority(t *testing.T) {
 
 // The controller's own workload identity reads the projected token file and exchanges it.
 func TestControllerWorkloadIdentityCredential(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	const client = "88888888-6666-5555-4444-333333333333"
 	const issuer, subject = "https://oidc.example/cluster", "system:serviceaccount:vaultcert-system:vaultcert"
-	e.s.AddFederatedCredential(client, issuer, subject)
-	e.s.AddFederatedIssuerKeys(issuer, &assertionKey(t).PublicKey)
+	e.federate(t, client, issuer, subject)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(unsignedJWT(t, issuer, subject)), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,10 +101,7 @@ func TestControllerWorkloadIdentityCredential(t *testing.T) {
 	cfg := e.config("")
 	cfg.Auth = AuthConfig{Method: AuthControllerWorkloadIdentity, TenantID: e.s.TenantID(), ClientID: client,
 		TokenFile: tokenFile, AssertionKey: tokenFile}
-	c, err := e.f.Client("ClusterVaultConnection/own", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "ClusterVaultConnection/own", cfg)
 	if _, err := c.GetCertificate(ctxT(t), "web", ""); err != nil {
 		t.Fatalf("controller workload identity: %v", err)
 	}
@@ -99,13 +112,9 @@ func TestControllerWorkloadIdentityCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Auth.TokenFile, cfg.Auth.AssertionKey = other, other
-	c, err = e.f.Client("ClusterVaultConnection/other", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.GetCertificate(ctxT(t), "web", "")
-	var ae *AuthenticationError
-	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "AADSTS70021") {
+	c = e.clientFor(t, "ClusterVaultConnection/other", cfg)
+	_, err := c.GetCertificate(ctxT(t), "web", "")
+	if ae := errorAs[*AuthenticationError](t, err); !strings.Contains(ae.Message, "AADSTS70021") {
 		t.Fatalf("want AuthenticationError AADSTS70021, got %T %v", err, err)
 	}
 
@@ -123,14 +132,7 @@ func TestControllerWorkloadIdentityCredential(t *testing.T) {
 // for a billion iterations is a configuration error at once, not a stalled build.
 func TestClientCertificatePFXCostIsBounded(t *testing.T) {
 	key := assertionKey(t) // azidentity reads RSA keys from a PFX
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sp"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pfx, err := pkcs12.LegacyDES.Encode(key, cert, nil, "")
+	pfx, err := pkcs12.LegacyDES.Encode(key, clientCertificate(t, key, "sp"), nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,10 @@ type ServiceError struct {
 // *azcore.ResponseError with errors.As.
 func (e *ServiceError) Unwrap() error { return e.cause }
 
+// service returns e; promoted to every typed error that embeds ServiceError, it reaches the embedded
+// answer whatever the error's type.
+func (e *ServiceError) service() *ServiceError { return e }
+
 // Error formats the service answer for conditions and events.
 func (e *ServiceError) Error() string {
 	code := e.Code

@@ -23,6 +23,13 @@ func hostBudget(g *Governor, host string) (limit rate.Limit, burst int, ok bool)
 	return s.limiter.Limit(), s.limiter.Burst(), true
 }
 
+// locked returns read's answer with mu held: a peek at a Governor's or a Factory's state.
+func locked[T any](mu *sync.Mutex, read func() T) T {
+	mu.Lock()
+	defer mu.Unlock()
+	return read()
+}
+
 // hostSeries counts the series of this package's metrics labelled with host.
 func hostSeries(t *testing.T, host string) int {
 	t.Helper()
@@ -47,8 +54,7 @@ func hostSeries(t *testing.T, host string) int {
 // A connection's rateLimit limits that connection only: another connection to the same vault keeps its
 // pace, and the vault's shared budget changes only for a connection with SetsHostBudget.
 func TestConnectionRateLimit(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	// A short MaxWait: a request its budget would delay fails fast instead of waiting.
 	gov := NewGovernor(GovernorOptions{MaxWait: 50 * time.Millisecond})
 	f := NewFactory(FactoryOptions{Governor: gov, retry: fastRetry()})
@@ -130,16 +136,12 @@ func TestConnectionRateLimit(t *testing.T) {
 
 // Forget drops a host's Governor state and metric series with the host's last client, and not before.
 func TestForgetDropsHostState(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	host := e.host()
 	ctx := ctxT(t)
 	clients := map[string]Client{}
 	for _, key := range []string{"VaultConnection/a/one", "VaultConnection/b/two"} {
-		c, err := e.f.Client(key, e.config(testSecret))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := e.clientFor(t, key, e.config(testSecret))
 		if _, err := c.GetCertificate(ctx, "web", ""); err != nil {
 			t.Fatal(err)
 		}
@@ -166,19 +168,13 @@ func TestForgetDropsHostState(t *testing.T) {
 	if n := hostSeries(t, host); n != 0 {
 		t.Errorf("%d metric series of the host remain", n)
 	}
-	e.gov.mu.Lock()
-	refs := len(e.gov.refs)
-	e.gov.mu.Unlock()
-	if refs != 0 {
+	if refs := locked(&e.gov.mu, func() int { return len(e.gov.refs) }); refs != 0 {
 		t.Errorf("%d host references remain", refs)
 	}
 
 	// A budget set with SetLimit is configuration: it outlives the state.
 	e.gov.SetLimit(host, 7, 3)
-	c, err := e.f.Client("VaultConnection/c/three", e.config(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "VaultConnection/c/three", e.config(testSecret))
 	e.f.Forget("VaultConnection/c/three")
 	if _, err := c.GetCertificate(ctx, "web", ""); err != nil { // in flight after Forget: still works
 		t.Fatal(err)
@@ -202,17 +198,11 @@ func TestFactoryRetain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	kept, err := e.f.Client(keys[1], e.config(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kept := e.clientFor(t, keys[1], e.config(testSecret))
 	if n := e.f.Retain(func(k string) bool { return k == keys[1] }); n != 2 {
 		t.Fatalf("Retain forgot %d, want 2", n)
 	}
-	e.f.mu.Lock()
-	left := len(e.f.entries)
-	e.f.mu.Unlock()
-	if left != 1 {
+	if left := locked(&e.f.mu, func() int { return len(e.f.entries) }); left != 1 {
 		t.Errorf("%d clients cached, want 1", left)
 	}
 	if again, _ := e.f.Client(keys[1], e.config(testSecret)); again != kept {

@@ -98,14 +98,11 @@ func TestAllowedHostsRefuseVault(t *testing.T) {
 	evil := newHostileServer(t, accepting)
 	cfg := e.configWith(evil, nil)
 	cfg.AllowedHosts = []string{e.host()} // the authority only
-	c, err := e.f.Client("VaultConnection/ns/evil", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "VaultConnection/ns/evil", cfg)
 	ctx := ctxT(t)
 	e.s.ResetCounts()
 
-	_, err = c.GetCertificate(ctx, "web", "")
+	_, err := c.GetCertificate(ctx, "web", "")
 	var hn *HostNotAllowedError
 	if !errors.As(err, &hn) || !IsHostNotAllowed(err) || !errors.Is(err, ErrHostNotAllowed) || hn.Host != evil.hostPort() {
 		t.Fatalf("%T %v", err, err)
@@ -156,17 +153,13 @@ func TestAllowedHostsRefuseVault(t *testing.T) {
 
 // An authority outside AllowedHosts gets nothing, and the failure is the allow-list's, not the identity's.
 func TestAllowedHostsRefuseAuthority(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	authority := newHostileServer(t, accepting)
 	cfg := e.configWith(nil, authority)
 	cfg.AllowedHosts = []string{e.host()}
-	c, err := e.f.Client("VaultConnection/ns/authority", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "VaultConnection/ns/authority", cfg)
 	e.s.ResetCounts()
-	_, err = c.GetCertificate(ctxT(t), "web", "")
+	_, err := c.GetCertificate(ctxT(t), "web", "")
 	var hn *HostNotAllowedError
 	if !errors.As(err, &hn) || hn.Host != authority.hostPort() || IsAuthentication(err) {
 		t.Fatalf("%T %v", err, err)
@@ -181,10 +174,7 @@ func TestAllowedHostsRefuseAuthority(t *testing.T) {
 	// With both hosts allowed (an entry's case and explicit port do not matter), everything works.
 	cfg = e.config(testSecret)
 	cfg.AllowedHosts = []string{"LOGIN.example", strings.ToUpper(e.host())}
-	c, err = e.f.Client("VaultConnection/ns/allowed", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = e.clientFor(t, "VaultConnection/ns/allowed", cfg)
 	if _, err := c.GetCertificate(ctxT(t), "web", ""); err != nil {
 		t.Fatalf("allowed hosts: %v", err)
 	}
@@ -193,8 +183,7 @@ func TestAllowedHostsRefuseAuthority(t *testing.T) {
 // A redirect is never followed: not from a vault answering an authenticated call (the token would go along),
 // not from an authority.
 func TestRedirectsAreNotFollowed(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	target := newHostileServer(t, accepting)
 	redirect := func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, target.URL+r.URL.RequestURI(), http.StatusFound)
@@ -202,11 +191,8 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	ctx := ctxT(t)
 
 	vault := e.hostileVault(redirect)
-	c, err := e.f.Client("VaultConnection/ns/redirecting-vault", e.configWith(vault, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.GetCertificate(ctx, "web", "")
+	c := e.clientFor(t, "VaultConnection/ns/redirecting-vault", e.configWith(vault, nil))
+	_, err := c.GetCertificate(ctx, "web", "")
 	var se *ServiceError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusFound {
 		t.Fatalf("%T %v", err, err)
@@ -216,10 +202,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	}
 
 	authority := newHostileServer(t, redirect)
-	c, err = e.f.Client("VaultConnection/ns/redirecting-authority", e.configWith(nil, authority))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = e.clientFor(t, "VaultConnection/ns/redirecting-authority", e.configWith(nil, authority))
 	if _, err := c.GetCertificate(ctx, "web", ""); !IsAuthentication(err) {
 		t.Fatalf("%T %v", err, err)
 	}
@@ -260,8 +243,7 @@ const hugeBody = 64 << 20
 // A vault or an authority answering 64 MiB fails the call with the size error, without the process ever
 // holding the body: the read stops at the cap.
 func TestOversizedResponses(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	ctx := ctxT(t)
 
 	wait := func(t *testing.T, done <-chan struct{}, written *atomic.Int64) {
@@ -305,14 +287,11 @@ func TestOversizedResponses(t *testing.T) {
 			var written atomic.Int64
 			done := make(chan struct{}, 4)
 			vault := e.hostileVault(streamBody(hugeBody, tc.contentLength, &written, done))
-			c, err := e.f.Client("VaultConnection/ns/"+t.Name(), e.configWith(vault, nil))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := e.clientFor(t, "VaultConnection/ns/"+t.Name(), e.configWith(vault, nil))
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			err = tc.call(c)
+			err := tc.call(c)
 			runtime.ReadMemStats(&after)
 			checkErr(t, err)
 			if tl := new(ResponseTooLargeError); errors.As(err, &tl) && tl.Host != vault.hostPort() {
@@ -347,14 +326,11 @@ func TestOversizedResponses(t *testing.T) {
 			}
 			proxy.ServeHTTP(w, r)
 		})
-		c, err := e.f.Client("VaultConnection/ns/huge-token", e.configWith(nil, authority))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := e.clientFor(t, "VaultConnection/ns/huge-token", e.configWith(nil, authority))
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err = c.GetCertificate(ctx, "web", "")
+		_, err := c.GetCertificate(ctx, "web", "")
 		runtime.ReadMemStats(&after)
 		checkErr(t, err)
 		if !IsAuthentication(err) || !strings.HasPrefix(err.Error(), "could not get a token") {

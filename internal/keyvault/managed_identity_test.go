@@ -1,7 +1,6 @@
 package keyvault
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,8 +13,7 @@ import (
 // by azidentity from IDENTITY_ENDPOINT and IDENTITY_HEADER), through the factory's own transport: the
 // connection's CABundle is trusted for that endpoint like for the vault.
 func TestManagedIdentityCredential(t *testing.T) {
-	e := newTestEnv(t)
-	e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC"})
+	e := newWebEnv(t)
 	for k, v := range e.s.ManagedIdentityEnv() {
 		t.Setenv(k, v)
 	}
@@ -27,10 +25,7 @@ func TestManagedIdentityCredential(t *testing.T) {
 	cfg := e.config("")
 	cfg.Auth = AuthConfig{Method: AuthManagedIdentity, ClientID: identity}
 
-	c, err := e.f.Client("ClusterVaultConnection/mi", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.clientFor(t, "ClusterVaultConnection/mi", cfg)
 	e.s.ResetCounts()
 	if _, err := c.GetCertificate(ctx, "web", ""); err != nil {
 		t.Fatal(err)
@@ -41,15 +36,9 @@ func TestManagedIdentityCredential(t *testing.T) {
 	}
 
 	cfg.Auth.ClientID = fmt.Sprintf("not-assigned-%d", time.Now().UnixNano())
-	c, err = e.f.Client("ClusterVaultConnection/unknown", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.GetCertificate(ctx, "web", "")
-	var ae *AuthenticationError
-	if !errors.As(err, &ae) {
-		t.Fatalf("%T %v", err, err)
-	}
+	c = e.clientFor(t, "ClusterVaultConnection/unknown", cfg)
+	_, err := c.GetCertificate(ctx, "web", "")
+	ae := errorAs[*AuthenticationError](t, err)
 	if ae.StatusCode != 400 || ae.Message != "Unable to load the proper Managed Identity." {
 		t.Errorf("details: %d %q %q", ae.StatusCode, ae.Code, ae.Message)
 	}
