@@ -24,6 +24,7 @@ import (
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
+	"github.com/vaultcert/vaultcert/internal/changefeed"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/logsafety"
@@ -44,6 +45,9 @@ func main() {
 		vaultDomains, authorityHosts       string
 		clusterID                          string
 		issuanceDailyLimit                 int
+		vaultListing                       bool
+		listingMaxCertificates             int
+		listingMaxTotal                    int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -65,6 +69,9 @@ func main() {
 		"Comma-separated Entra ID authority hosts a namespaced VaultConnection may use (cloud.authorityHost). ClusterVaultConnections are not restricted.")
 	flag.StringVar(&clusterID, "cluster-id", "", "Names this cluster in the owner tags of Key Vault certificates vaultcert creates (spec.issuance), so clusters sharing a vault never manage each other's; must not change. Default: the UID of the kube-system namespace.")
 	flag.IntVar(&issuanceDailyLimit, "issuance-daily-limit", 5, "New versions vaultcert requests per certificate in 24 hours at most (spec.issuance); past it, it stops until the spec or the vaultcert.io/renew annotation changes.")
+	flag.BoolVar(&vaultListing, "vault-listing", true, "Detect changed certificates from one listing of each vault per refresh interval (25 certificates a call) instead of reading each certificate; identities that may not list fall back to per-certificate reads.")
+	flag.IntVar(&listingMaxCertificates, "vault-listing-max-certificates", changefeed.DefaultMaxCertificates, "Most certificates one vault listing may hold; a larger vault is read per certificate.")
+	flag.IntVar(&listingMaxTotal, "vault-listing-max-total", changefeed.DefaultMaxTotal, "Most vault listing entries kept over all connections (bounds memory).")
 	// Errors are logged once, without a stack trace (a reconcile failure is not a bug); --zap-stacktrace-level
 	// brings traces back.
 	opts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
@@ -112,6 +119,11 @@ func main() {
 		Governor:  keyvault.NewGovernor(keyvault.GovernorOptions{RequestsPerSecond: vaultRPS, Burst: vaultBurst}),
 		UserAgent: "vaultcert",
 	})
+	var changes *changefeed.Registry
+	if vaultListing {
+		changes = changefeed.NewRegistry(changefeed.Options{MaxCertificates: listingMaxCertificates, MaxTotal: listingMaxTotal})
+		utilruntime.Must(mgr.Add(changes))
+	}
 	certs := &controllers.VaultCertificateReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
@@ -122,6 +134,7 @@ func main() {
 		ClusterID:     clusterID,
 		// Issuance stops after this many requested versions per certificate per day.
 		IssuanceDailyLimit: issuanceDailyLimit,
+		Changes:            changes,
 	}
 	if err := certs.SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: concurrency,
@@ -136,6 +149,7 @@ func main() {
 		Factory:         factory,
 		HostPolicy:      hosts,
 		RecheckInterval: connectionRecheck,
+		Changes:         changes,
 	}
 	if err := conns.SetupWithManager(mgr); err != nil {
 		log.Error(err, "cannot set up the connection controllers")

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/changefeed"
 	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
@@ -38,6 +39,10 @@ type ConnectionReconciler struct {
 	RecheckInterval time.Duration
 	// HostPolicy lists the vault and authority hosts a VaultConnection may use; nothing is sent elsewhere.
 	HostPolicy hostpolicy.Policy
+
+	// Changes is the vault listing the VaultCertificate reconciler uses (nil when off): a deleted connection's
+	// listing is dropped, and a connection whose certificates are read one by one says why.
+	Changes *changefeed.Registry
 
 	// credentials watches the Secrets and ServiceAccounts connections name; set by SetupWithManager.
 	credentials *connection.CredentialWatcher
@@ -89,6 +94,9 @@ func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Req
 func (r *ConnectionReconciler) forget(key connection.Key) {
 	r.credentials.Forget(key)
 	r.Factory.Forget(key.String())
+	if r.Changes != nil {
+		r.Changes.ForgetConnection(key.String())
+	}
 }
 
 // resolver returns a connection resolver for one reconcile.
@@ -116,11 +124,18 @@ func (r *ConnectionReconciler) check(ctx context.Context, resolved *connection.R
 	var forbidden *keyvault.ForbiddenError
 	switch {
 	case err == nil:
-		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf("%s answered the connection's credentials", resolved.Config.VaultURL))
+		msg := fmt.Sprintf("%s answered the connection's credentials", resolved.Config.VaultURL)
+		if r.Changes != nil {
+			if why := r.Changes.Unavailable(resolved.Key.String()); why != "" {
+				msg += "; " + why
+			}
+		}
+		set(metav1.ConditionTrue, ReasonConnected, msg)
 	case asForbidden(err, &forbidden) && forbidden.InnerCode != "ForbiddenByFirewall":
 		// The identity authenticated; it may hold roles on single certificates only, which is a valid setup.
 		set(metav1.ConditionTrue, ReasonConnected, fmt.Sprintf(
-			"%s accepted the credentials but the identity may not list certificates (%v); certificates it may read individually will sync", resolved.Config.VaultURL, err))
+			"%s accepted the credentials but the identity may not list certificates (%v); certificates it may read individually will sync, "+
+				"each read on its own at every refresh (assign 'Key Vault Certificate User' on the vault to let one list serve them all)", resolved.Config.VaultURL, err))
 	default:
 		f := classify(err, resolved.Config.VaultURL)
 		set(metav1.ConditionFalse, f.reason, f.message)

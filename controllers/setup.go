@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/internal/connection"
@@ -41,7 +42,7 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 			return reqs
 		})
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("vaultcertificate").
 		WithOptions(opts).
 		For(&vaultcertv1.VaultCertificate{}, builder.WithPredicates(
@@ -62,8 +63,12 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A credential Secret or ServiceAccount a connection names changed: its certificates retry at once,
 		// rather than at their next refresh.
-		WatchesRawSource(credentials.Source(connection.QueueVaultCertificate)).
-		Complete(r)
+		WatchesRawSource(credentials.Source(connection.QueueVaultCertificate))
+	if r.Changes != nil {
+		// The vault listing wakes the VaultCertificates whose certificate changed, and those that waited for it.
+		b = b.WatchesRawSource(source.Channel(r.Changes.Events(), &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }
 
 // secretToCertificate maps a managed Secret to the VaultCertificate named in its label.

@@ -36,6 +36,7 @@ import (
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
+	"github.com/vaultcert/vaultcert/internal/changefeed"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
@@ -137,6 +138,9 @@ func runSuite(m *testing.M) int {
 	})
 	must(err)
 	factory := keyvault.NewFactory(keyvault.FactoryOptions{})
+	// Refreshes are answered from vault listings, as in production.
+	changes := changefeed.NewRegistry(changefeed.Options{})
+	must(mgr.Add(changes))
 	must((&controllers.VaultCertificateReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
@@ -146,13 +150,14 @@ func runSuite(m *testing.M) int {
 		TerminalRetry: 2 * time.Second,
 		// Pending Key Vault operations are polled this often (production: Key Vault's Retry-After, 10 s).
 		IssuancePollInterval: 200 * time.Millisecond,
+		Changes:              changes,
 	}).SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: 4,
 		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 2*time.Second),
 	}))
 	must((&controllers.ConnectionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory, RecheckInterval: time.Minute,
-		HostPolicy: loopbackHostPolicy(),
+		HostPolicy: loopbackHostPolicy(), Changes: changes,
 	}).SetupWithManager(mgr))
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -21,6 +21,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/changefeed"
 	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
@@ -68,6 +69,10 @@ type VaultCertificateReconciler struct {
 	// Zero means the operation's Retry-After, else 10 s. Tests set it small.
 	IssuancePollInterval time.Duration
 
+	// Changes answers refreshes from one listing of each vault (internal/changefeed); nil reads every
+	// certificate on its own at every refresh.
+	Changes *changefeed.Registry
+
 	// pauses emits one Warning event per vault pause (see pauseReporter).
 	pauses pauseReporter
 
@@ -94,6 +99,9 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		if apierrors.IsNotFound(err) {
 			r.written.forget(req.NamespacedName)
 			r.verified.forget(req.NamespacedName)
+			if r.Changes != nil {
+				r.Changes.Forget(req.NamespacedName)
+			}
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -138,6 +146,8 @@ type syncRun struct {
 	hasPassword    bool
 	// what names the certificate in messages.
 	what string
+	// wait, when set, is when to look again instead of status.nextRefreshTime (a vault listing is under way).
+	wait time.Duration
 }
 
 // reconcile runs the flow of DESIGN.md, one step a line: the Secret as it is -> the connection -> is Key Vault
@@ -151,6 +161,9 @@ func (r *VaultCertificateReconciler) reconcile(ctx context.Context, vc *vaultcer
 		return r.fail(ctx, vc, run.secret, f)
 	}
 	if upToDate, f, err := r.upToDate(ctx, run); f != nil || err != nil || upToDate {
+		if upToDate && run.wait > 0 {
+			return ctrl.Result{RequeueAfter: run.wait}, nil
+		}
 		if upToDate {
 			return ctrl.Result{RequeueAfter: vc.Status.NextRefreshTime.Sub(run.now)}, nil
 		}
@@ -245,6 +258,18 @@ func (r *VaultCertificateReconciler) upToDate(ctx context.Context, run *syncRun)
 	}
 	due := decide.KeyVaultDue(decide.DueInput{VC: vc, Secret: &run.cached.ObjectMeta, SpecHash: run.hash,
 		VaultURL: run.conn.Config.VaultURL, ConnectionRevision: run.conn.Revision, Now: run.now})
+	switch r.vaultListing(run, due) {
+	case changefeed.Unchanged:
+		// The vault's listing shows the version the status holds: no read of this certificate this refresh.
+		due = ""
+		r.scheduleRefresh(run)
+	case changefeed.Changed:
+		due = decide.DueVaultChanged
+	case changefeed.Waiting:
+		// The listing wakes this VaultCertificate when it ends; the recheck is only a safety net.
+		run.wait = listingRecheck
+		return true, nil, nil
+	}
 	if due == "" && r.verified.holds(vc, run.cached.ResourceVersion) {
 		return true, nil, nil
 	}
@@ -257,6 +282,36 @@ func (r *VaultCertificateReconciler) upToDate(ctx context.Context, run *syncRun)
 		return true, nil, nil
 	}
 	return false, nil, nil
+}
+
+// listingRecheck is when a VaultCertificate waiting for a vault listing looks again if no wake came.
+const listingRecheck = time.Minute
+
+// vaultListing asks the vault listing about a synced certificate that follows the latest version without
+// issuance (a pinned version or one under spec.issuance needs its own reads). At its refresh time it may start a
+// listing; before that it only reads a recent one, to act on a change the listing woke it for. Unavailable means
+// the certificate is read on its own as before.
+func (r *VaultCertificateReconciler) vaultListing(run *syncRun, due decide.DueReason) changefeed.Verdict {
+	vc := run.vc
+	if r.Changes == nil || vc.Spec.Version != "" || vc.Spec.Issuance != nil || vc.Status.Thumbprint == "" ||
+		(due != "" && due != decide.DueRefreshTime) {
+		return changefeed.Unavailable
+	}
+	return r.Changes.Check(changefeed.Query{Connection: run.conn.Key.String(), Client: run.kv,
+		Certificate: vc.Spec.CertificateName, Thumbprint: vc.Status.Thumbprint, MaxAge: decide.RefreshInterval(vc),
+		Who: types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}, MayList: due == decide.DueRefreshTime}).Verdict
+}
+
+// scheduleRefresh sets status.nextRefreshTime: the refresh interval (jittered), or the renewal time when sooner.
+func (r *VaultCertificateReconciler) scheduleRefresh(run *syncRun) time.Duration {
+	vc := run.vc
+	var renewal time.Time
+	if vc.Status.RenewalTime != nil {
+		renewal = vc.Status.RenewalTime.Time
+	}
+	next := decide.Jitter(decide.NextCheck(run.now, decide.RefreshInterval(vc), renewal), decide.RefreshJitter)
+	vc.Status.NextRefreshTime = &metav1.Time{Time: run.now.Add(next).Truncate(time.Second)}
+	return next
 }
 
 // versionToHold reads the certificate's metadata (the pinned or latest version), lets issuance create or renew
@@ -332,8 +387,7 @@ func (r *VaultCertificateReconciler) syncSecret(ctx context.Context, run *syncRu
 func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certificate, issued issuanceResult, secretVersion string) time.Duration {
 	vc, now := run.vc, run.now
 	r.setCertificateStatus(vc, cert, now)
-	next := decide.Jitter(decide.NextCheck(now, decide.RefreshInterval(vc), vc.Status.RenewalTime.Time), decide.RefreshJitter)
-	vc.Status.NextRefreshTime = &metav1.Time{Time: now.Add(next).Truncate(time.Second)}
+	next := r.scheduleRefresh(run)
 	message := fmt.Sprintf("Secret %s holds version %s of %s, valid until %s", vc.Spec.SecretName, cert.Version, run.what,
 		vc.Status.NotAfter.UTC().Format(time.RFC3339))
 	if issued.note != "" {

@@ -37,6 +37,7 @@ const (
 	DueRefreshTime       DueReason = "RefreshTime"       // status.nextRefreshTime has come
 	DueConnectionChanged DueReason = "ConnectionChanged" // another vault, identity or credential
 	DueSecretChanged     DueReason = "SecretChanged"     // the Secret is gone, renamed or holds something else
+	DueVaultChanged      DueReason = "VaultChanged"      // the vault's listing shows another or a disabled version
 )
 
 // KeyVaultDue decides whether Key Vault must be asked now. When it need not be, the Secret's metadata still

@@ -260,8 +260,41 @@ func (c *azureClient) ListCertificateVersions(ctx context.Context, name string) 
 	return out, nil
 }
 
-// GetSecret implements Client. version must be set: reading "the latest" secret could return a newer
-// version than the certificate metadata the caller just read.
+// ListCertificates implements Client.
+func (c *azureClient) ListCertificates(ctx context.Context, limit int) ([]CertificateItem, error) {
+	const op = "ListCertificates"
+	var out []CertificateItem
+	pager := c.certs.NewListCertificatePropertiesPager(nil)
+	// Pages can be sparse (Key Vault skips pending certificates), but a vault that answers empty pages with a
+	// nextLink forever is stopped.
+	pageLimit := max(maxPages, limit/5)
+	for pages := 0; pager.More(); pages++ {
+		if pages == pageLimit {
+			return nil, fmt.Errorf("Key Vault %s: more than %d pages", op, pageLimit)
+		}
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, c.classify(op, err)
+		}
+		for _, item := range page.Value {
+			if item == nil || item.ID == nil || item.ID.Name() == "" {
+				continue
+			}
+			if len(out) == limit {
+				return nil, &TooManyCertificatesError{Max: limit}
+			}
+			it := CertificateItem{Name: item.ID.Name(), Thumbprint: thumbprint(item.X509Thumbprint, nil), Enabled: true}
+			if a := item.Attributes; a != nil {
+				it.Enabled = enabled(a.Enabled)
+				it.Updated = derefTime(a.Updated)
+			}
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}
+
+// GetSecret implements Client.
 func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Secret, error) {
 	const op = "GetSecret"
 	if name == "" {

@@ -21,6 +21,9 @@ type Client interface {
 	// means the latest, whose version the answer names (Secret.Version). A plain secret that no certificate
 	// manages is a NotFoundError.
 	GetSecret(ctx context.Context, name, version string) (*Secret, error)
+	// ListCertificates pages through every certificate of the vault (25 a page): the latest version's
+	// thumbprint, enabled and updated. Past limit certificates it stops with TooManyCertificatesError.
+	ListCertificates(ctx context.Context, limit int) ([]CertificateItem, error)
 	// CheckAccess makes one cheap call (list one certificate) to prove the vault answers these credentials.
 	CheckAccess(ctx context.Context) error
 
@@ -75,6 +78,19 @@ type Certificate struct {
 // Pending reports whether this is a first version still being issued: Key Vault answers it disabled and
 // without a certificate.
 func (c *Certificate) Pending() bool { return c != nil && !c.Enabled && len(c.CER) == 0 }
+
+// CertificateItem is one entry of the vault's certificate list: it names no version, but its thumbprint is the
+// latest version's.
+type CertificateItem struct {
+	// Name is the certificate's name.
+	Name string
+	// Thumbprint is the latest version's SHA-1 thumbprint, upper-case hex.
+	Thumbprint string
+	// Enabled says whether the latest version may be read.
+	Enabled bool
+	// Updated is when the certificate last changed.
+	Updated time.Time
+}
 
 // CertificateVersion is one entry of a certificate's version list.
 type CertificateVersion struct {

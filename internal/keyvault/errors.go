@@ -173,3 +173,13 @@ func AsThrottled(err error) (*ThrottledError, bool) {
 	ok := errors.As(err, &e)
 	return e, ok
 }
+
+// TooManyCertificatesError is a vault listing that went past the caller's bound.
+type TooManyCertificatesError struct {
+	// Max is the bound.
+	Max int
+}
+
+func (e *TooManyCertificatesError) Error() string {
+	return fmt.Sprintf("the vault lists more than %d certificates", e.Max)
+}

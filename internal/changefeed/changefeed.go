@@ -1,0 +1,374 @@
+// Package changefeed detects changed certificates vault-wide: for each connection (one vault, one identity) it
+// pages Key Vault's certificate list, 25 certificates a page, keeps what it saw (each certificate's latest
+// thumbprint and whether it is enabled), and answers a VaultCertificate due for a refresh from that listing
+// instead of a read of its own. Certificates whose listing entry changed are woken at once.
+//
+// A listing costs ceil(certificates/25) calls and serves every VaultCertificate of the connection for their
+// refresh interval, so an unchanged certificate costs no call of its own. When the identity may not list (roles
+// on single certificates answer 403 to a list), or the vault lists more than the controller keeps, the answer is
+// Unavailable and the caller reads the certificate itself.
+//
+// The listing is a cache of the vault, never of vaultcert's own decisions: a restarted controller lists again
+// and reaches the same answers.
+package changefeed
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/keyvault"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxCertificates = 50000
+	DefaultMaxTotal        = 200000
+	DefaultListTimeout     = 5 * time.Minute
+	DefaultRetryRefused    = 30 * time.Minute
+	DefaultRetryFailed     = time.Minute
+	// maxNameLen is Key Vault's limit on object names; a longer name in a listing is not a real certificate's.
+	maxNameLen = 127
+)
+
+// Options bound what the registry keeps and how often it retries a listing that failed.
+type Options struct {
+	// MaxCertificates is the most certificates one vault listing may hold; a larger vault is read per
+	// certificate. Zero means DefaultMaxCertificates.
+	MaxCertificates int
+	// MaxTotal is the most listing entries kept over all connections, so many connections to large (or
+	// hostile) vaults cannot exhaust memory. Zero means DefaultMaxTotal.
+	MaxTotal int
+	// ListTimeout bounds one whole listing. Zero means DefaultListTimeout.
+	ListTimeout time.Duration
+	// RetryRefused is how long an identity that may not list is read per certificate before listing is tried
+	// again. Zero means DefaultRetryRefused.
+	RetryRefused time.Duration
+	// RetryFailed is the same after any other failed listing (throttled, unreachable). Zero means
+	// DefaultRetryFailed.
+	RetryFailed time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verdict is the registry's answer for one certificate.
+type Verdict int
+
+const (
+	// Unchanged: a listing no older than the caller's refresh interval shows the thumbprint the caller holds,
+	// enabled. Key Vault need not be asked.
+	Unchanged Verdict = iota
+	// Changed: the listing shows another thumbprint, a disabled version, or no such certificate: read it.
+	Changed
+	// Waiting: a listing is under way; the caller is woken (Events) when it ends.
+	Waiting
+	// Unavailable: there is no listing to answer from (refused, too large, failing): read the certificate.
+	Unavailable
+)
+
+// Query asks whether one VaultCertificate's certificate changed.
+type Query struct {
+	// Connection is the connection's key (one vault, one identity).
+	Connection string
+	// Client is the connection's Key Vault client, used when a listing must be made.
+	Client keyvault.Client
+	// Certificate is the certificate's name in the vault.
+	Certificate string
+	// Thumbprint is the thumbprint the caller holds (status.thumbprint).
+	Thumbprint string
+	// MaxAge is the oldest listing that may answer: the caller's refresh interval.
+	MaxAge time.Duration
+	// Who is the VaultCertificate asking: it is woken when its certificate's entry changes.
+	Who types.NamespacedName
+	// MayList lets Check start a listing when none is recent enough (the caller is due for a refresh). Without
+	// it, Check only answers from a recent listing (a VaultCertificate woken by a change), else Unavailable.
+	MayList bool
+}
+
+// Answer is the verdict, with why a listing is unavailable.
+type Answer struct {
+	Verdict Verdict
+	// Why says why no listing can answer (Unavailable only).
+	Why string
+}
+
+// Registry holds one listing per connection. Its methods are safe for concurrent use.
+type Registry struct {
+	opts   Options
+	events chan event.GenericEvent
+
+	mu       sync.Mutex
+	ctx      context.Context // set by Start; listings stop with it
+	feeds    map[string]*feed
+	interest map[types.NamespacedName]interest
+	total    int // listing entries kept over all feeds
+}
+
+// interest is the certificate one VaultCertificate last asked about.
+type interest struct{ connection, name string }
+
+// feed is one connection's listing.
+type feed struct {
+	entries  map[string]entry // by lower-case name
+	listedAt time.Time        // when the listing in entries started; zero before the first
+	listing  bool
+	// why and retryAt: the last listing failed; until retryAt, callers read per certificate.
+	why     string
+	retryAt time.Time
+	waiters map[types.NamespacedName]struct{}
+	// interested maps a lower-case certificate name to the VaultCertificates that asked about it.
+	interested map[string]map[types.NamespacedName]struct{}
+}
+
+// entry is what a listing says of one certificate.
+type entry struct {
+	thumbprint string
+	enabled    bool
+	updated    time.Time
+}
+
+// NewRegistry returns an empty registry; Start gives it the context its listings run under.
+func NewRegistry(opts Options) *Registry {
+	if opts.MaxCertificates <= 0 {
+		opts.MaxCertificates = DefaultMaxCertificates
+	}
+	if opts.MaxTotal <= 0 {
+		opts.MaxTotal = DefaultMaxTotal
+	}
+	if opts.ListTimeout <= 0 {
+		opts.ListTimeout = DefaultListTimeout
+	}
+	if opts.RetryRefused <= 0 {
+		opts.RetryRefused = DefaultRetryRefused
+	}
+	if opts.RetryFailed <= 0 {
+		opts.RetryFailed = DefaultRetryFailed
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Registry{opts: opts, events: make(chan event.GenericEvent, 1024),
+		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}}
+}
+
+// Start records the context listings run under and waits for it to end (a manager Runnable).
+func (r *Registry) Start(ctx context.Context) error {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+// NeedLeaderElection is false: the registry only serves reconciles, which run on the leader anyway, and it must
+// be started before them.
+func (r *Registry) NeedLeaderElection() bool { return false }
+
+// Events delivers the VaultCertificates to reconcile: those whose certificate's entry changed, and those that
+// waited for a listing.
+func (r *Registry) Events() <-chan event.GenericEvent { return r.events }
+
+// Check answers q from the connection's listing, starting a listing when none is recent enough.
+func (r *Registry) Check(q Query) Answer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil {
+		return Answer{Verdict: Unavailable, Why: "the vault listing has not started"}
+	}
+	f := r.feeds[q.Connection]
+	if f == nil {
+		f = &feed{waiters: map[types.NamespacedName]struct{}{}, interested: map[string]map[types.NamespacedName]struct{}{}}
+		r.feeds[q.Connection] = f
+	}
+	name := strings.ToLower(q.Certificate)
+	r.registerLocked(q.Who, q.Connection, name)
+	now := r.opts.Now()
+	switch {
+	case f.why != "" && now.Before(f.retryAt):
+		return Answer{Verdict: Unavailable, Why: f.why}
+	case !f.listedAt.IsZero() && now.Sub(f.listedAt) < q.MaxAge:
+		if e, ok := f.entries[name]; ok && e.enabled && strings.EqualFold(e.thumbprint, q.Thumbprint) {
+			return Answer{Verdict: Unchanged}
+		}
+		return Answer{Verdict: Changed}
+	}
+	if !q.MayList {
+		return Answer{Verdict: Unavailable, Why: "no recent listing"}
+	}
+	f.waiters[q.Who] = struct{}{}
+	if !f.listing {
+		f.listing = true
+		go r.list(r.ctx, q.Connection, f, q.Client)
+	}
+	return Answer{Verdict: Waiting}
+}
+
+// registerLocked records that who asks about name on connection, replacing what it asked before.
+func (r *Registry) registerLocked(who types.NamespacedName, connection, name string) {
+	if old, ok := r.interest[who]; ok {
+		if old.connection == connection && old.name == name {
+			return
+		}
+		r.unregisterLocked(who, old)
+	}
+	f := r.feeds[connection]
+	set := f.interested[name]
+	if set == nil {
+		set = map[types.NamespacedName]struct{}{}
+		f.interested[name] = set
+	}
+	set[who] = struct{}{}
+	r.interest[who] = interest{connection: connection, name: name}
+}
+
+func (r *Registry) unregisterLocked(who types.NamespacedName, in interest) {
+	delete(r.interest, who)
+	f := r.feeds[in.connection]
+	if f == nil {
+		return
+	}
+	delete(f.waiters, who)
+	if set := f.interested[in.name]; set != nil {
+		delete(set, who)
+		if len(set) == 0 {
+			delete(f.interested, in.name)
+		}
+	}
+}
+
+// Forget drops what the registry holds for a deleted VaultCertificate.
+func (r *Registry) Forget(who types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if in, ok := r.interest[who]; ok {
+		r.unregisterLocked(who, in)
+	}
+}
+
+// ForgetConnection drops a deleted connection's listing.
+func (r *Registry) ForgetConnection(connection string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.feeds[connection]
+	if f == nil {
+		return
+	}
+	r.total -= len(f.entries)
+	for _, set := range f.interested {
+		for who := range set {
+			delete(r.interest, who)
+		}
+	}
+	delete(r.feeds, connection)
+}
+
+// Unavailable says why connection's certificates are read one by one; "" while its listing answers (or none was
+// tried yet).
+func (r *Registry) Unavailable(connection string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.feeds[connection]; f != nil && f.why != "" && r.opts.Now().Before(f.retryAt) {
+		return f.why
+	}
+	return ""
+}
+
+// list makes one listing of f's vault, then wakes the waiters and the VaultCertificates whose entry changed.
+func (r *Registry) list(ctx context.Context, connection string, f *feed, kv keyvault.Client) {
+	started := r.opts.Now()
+	listCtx, cancel := context.WithTimeout(ctx, r.opts.ListTimeout)
+	items, err := kv.ListCertificates(listCtx, r.opts.MaxCertificates)
+	cancel()
+
+	r.mu.Lock()
+	if r.feeds[connection] != f {
+		r.mu.Unlock()
+		return // the connection was forgotten meanwhile
+	}
+	f.listing = false
+	wake := f.waiters
+	f.waiters = map[types.NamespacedName]struct{}{}
+	next, err := r.entriesLocked(f, items, err)
+	if err != nil {
+		f.why, f.retryAt = describe(err), r.opts.Now().Add(r.retryAfter(err))
+		r.total -= len(f.entries)
+		f.entries, f.listedAt = nil, time.Time{}
+	} else {
+		f.why, f.retryAt = "", time.Time{}
+		if !f.listedAt.IsZero() {
+			for name, set := range f.interested {
+				if old, ok := f.entries[name]; !ok || old != next[name] {
+					for who := range set {
+						wake[who] = struct{}{}
+					}
+				}
+			}
+		}
+		r.total += len(next) - len(f.entries)
+		f.entries, f.listedAt = next, started
+	}
+	r.mu.Unlock()
+
+	for who := range wake {
+		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: who.Namespace, Name: who.Name}}
+		select {
+		case r.events <- event.GenericEvent{Object: obj}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// errOverBudget refuses a listing that would take the registry past MaxTotal entries.
+var errOverBudget = errors.New("the controller already keeps as many vault listing entries as it may")
+
+// entriesLocked turns a listing into entries, or says why it cannot be kept.
+func (r *Registry) entriesLocked(f *feed, items []keyvault.CertificateItem, err error) (map[string]entry, error) {
+	if err != nil {
+		return nil, err
+	}
+	if r.total-len(f.entries)+len(items) > r.opts.MaxTotal {
+		return nil, errOverBudget
+	}
+	next := make(map[string]entry, len(items))
+	for _, it := range items {
+		if len(it.Name) > maxNameLen {
+			continue
+		}
+		next[strings.ToLower(it.Name)] = entry{thumbprint: it.Thumbprint, enabled: it.Enabled, updated: it.Updated}
+	}
+	return next, nil
+}
+
+// retryAfter is how long a failed listing leaves the connection on per-certificate reads.
+func (r *Registry) retryAfter(err error) time.Duration {
+	var forbidden *keyvault.ForbiddenError
+	var tooMany *keyvault.TooManyCertificatesError
+	if errors.As(err, &forbidden) || errors.As(err, &tooMany) || errors.Is(err, errOverBudget) {
+		return r.opts.RetryRefused
+	}
+	return r.opts.RetryFailed
+}
+
+// describe says why a listing cannot answer, for the connection's status.
+func describe(err error) string {
+	var forbidden *keyvault.ForbiddenError
+	var tooMany *keyvault.TooManyCertificatesError
+	switch {
+	case errors.As(err, &forbidden):
+		return "the identity may not list the vault's certificates (" + forbidden.Error() + "); each certificate is read on its own at every refresh: assign 'Key Vault Certificate User' on the vault to let one list serve them all"
+	case errors.As(err, &tooMany):
+		return tooMany.Error() + "; each certificate is read on its own at every refresh"
+	case errors.Is(err, errOverBudget):
+		return errOverBudget.Error() + "; each certificate is read on its own at every refresh"
+	default:
+		return "listing the vault's certificates failed (" + err.Error() + "); each certificate is read on its own until it is tried again"
+	}
+}
