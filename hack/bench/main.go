@@ -63,6 +63,9 @@ type options struct {
 	junkSecrets int
 	junkSize    byteSize
 	unrelated   int
+	// refreshInterval and steadyWindow shape the interval phase (intervalRefresh); steadyWindow 0 skips it.
+	refreshInterval time.Duration
+	steadyWindow    time.Duration
 }
 
 func main() {
@@ -83,6 +86,8 @@ func main() {
 	o.junkSize = 1 << 20
 	flag.Var(&o.junkSize, "junk-secret-size", "Memory phase: data in each junk Secret, e.g. 1MiB (the API server's maximum), 512KiB.")
 	flag.IntVar(&o.unrelated, "unrelated-secrets", 10000, "Memory phase: Secrets without the label, of 1 KiB each.")
+	flag.DurationVar(&o.refreshInterval, "refresh-interval", time.Minute, "Interval phase: every VaultCertificate's spec.refreshInterval (1m is the minimum).")
+	flag.DurationVar(&o.steadyWindow, "steady-window", 2*time.Minute, "Interval phase: how long the calls are counted once refreshes run by the clock (0 skips the phase).")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
@@ -246,6 +251,14 @@ func run(o options) error {
 		return err
 	}
 
+	// Steady state by the clock: what users pay when refresh intervals elapse and nothing changed.
+	var interval phase
+	if o.steadyWindow > 0 {
+		if interval, err = intervalRefresh(ctx, k8s, vault, names, o, alive); err != nil {
+			return err
+		}
+	}
+
 	// The figures of the phases above, before the memory phase adds to them.
 	hwm, rss := procStatus(controller.Process.Pid, "VmHWM"), procStatus(controller.Process.Pid, "VmRSS")
 	sums, metricsErr := scrape(metricsAddr)
@@ -256,6 +269,7 @@ func run(o options) error {
 		}
 	}
 	report(o, created, cold, refreshed, rotated, hwm, rss)
+	reportInterval(o, interval)
 	where(sums, metricsErr)
 	reportMemory(memory)
 	return nil
@@ -406,6 +420,50 @@ func refreshAll(ctx context.Context, k8s client.Client, vault *fakevault.Server,
 		time.Sleep(time.Second)
 	}
 	return measure(what, elapsed, vault), nil
+}
+
+// intervalRefresh sets every VaultCertificate's refreshInterval to o.refreshInterval, lets one interval and a
+// margin pass (the spec change makes each read its certificate once, then they refresh by the clock), and counts
+// the vault's calls over o.steadyWindow: the steady state users pay for, with nothing changed in the vault.
+func intervalRefresh(ctx context.Context, k8s client.Client, vault *fakevault.Server, names []string, o options,
+	alive func() error) (phase, error) {
+	fmt.Printf("interval refresh: refreshInterval %s on %d VaultCertificates, then counting for %s\n", o.refreshInterval, len(names), o.steadyWindow)
+	if err := parallel(len(names), func(i int) error {
+		patch := fmt.Sprintf(`{"spec":{"refreshInterval":%q}}`, o.refreshInterval.String())
+		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: names[i]}}
+		return k8s.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
+	}); err != nil {
+		return phase{}, err
+	}
+	sleep := func(d time.Duration) error {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
+			if err := alive(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := sleep(o.refreshInterval + o.refreshInterval/2); err != nil {
+		return phase{}, err
+	}
+	vault.ResetCounts()
+	start := time.Now()
+	if err := sleep(o.steadyWindow); err != nil {
+		return phase{}, err
+	}
+	return measure("interval refresh", time.Since(start), vault), nil
+}
+
+// reportInterval prints the interval phase: calls per certificate per refresh, where each certificate refreshes
+// window/interval times.
+func reportInterval(o options, p phase) {
+	if p.name == "" {
+		return
+	}
+	refreshes := float64(o.n) * p.elapsed.Seconds() / o.refreshInterval.Seconds()
+	fmt.Printf("| Key Vault calls per certificate per refresh, refresh intervals elapsing (%s, counted over %s) | %.3f (%s) |\n",
+		o.refreshInterval, p.elapsed.Round(time.Second), float64(p.calls)/refreshes, breakdown(p.counts))
+	fmt.Printf("| 429s received, refresh intervals elapsing | %d |\n", p.throttle)
 }
 
 // waitAll polls the VaultCertificates until n satisfy ok.
