@@ -153,3 +153,33 @@ func TestRefreshIsAnsweredByOneVaultListing(t *testing.T) {
 		}
 	}
 }
+
+// TestOneCertificateInManyNamespacesIsReadOncePerVersion: a wildcard certificate used by ten namespaces through one
+// ClusterVaultConnection (one identity) has its key read from Key Vault once; each namespace still gets its own
+// Secret. A namespace on its own VaultConnection (another identity) reads it itself.
+func TestOneCertificateInManyNamespacesIsReadOncePerVersion(t *testing.T) {
+	conn := secretClusterConnection(t, &metav1.LabelSelector{MatchLabels: map[string]string{"wildcard": "yes"}})
+	cert := seed(t, "wildcard")
+	var namespaces []string
+	for range 10 {
+		ns := newNamespace(t, map[string]string{"wildcard": "yes"})
+		newCertificate(t, ns, cert, viaCluster(conn))
+		namespaces = append(namespaces, ns)
+	}
+	v := latestVersion(t, cert)
+	for _, ns := range namespaces {
+		waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+		assertServes(t, waitSecretVersion(t, ns, "web-tls", v.Version), cert+".example.com")
+	}
+	if n := vault.CountFor(fakevault.OpGetSecret, cert); n != 1 {
+		t.Errorf("the key of one version was read %d times for ten namespaces on one connection, want 1", n)
+	}
+
+	own := newNamespace(t, nil)
+	newConnection(t, own)
+	newCertificate(t, own, cert)
+	waitReady(t, own, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
+	if n := vault.CountFor(fakevault.OpGetSecret, cert); n != 2 {
+		t.Errorf("a namespace on its own connection must read the key itself: %d reads, want 2", n)
+	}
+}

@@ -64,7 +64,13 @@ type azureClient struct {
 	refused atomic.Bool
 	// limit is the connection's own request budget (Config.RequestsPerSecond and Burst).
 	limit connLimiter
+	// id names this client in reads, which share identical calls of this client only (one identity).
+	id    uint64
+	reads *sharedReads
 }
+
+// clientIDs numbers clients for sharedReads.
+var clientIDs atomic.Uint64
 
 // azureClientOptions is what newAzureClient needs besides the Config.
 type azureClientOptions struct {
@@ -72,6 +78,7 @@ type azureClientOptions struct {
 	transport     policy.Transporter // nil: a transport built from cfg.Cloud.CABundle
 	applicationID string
 	retry         *policy.RetryOptions // nil: newRetryOptions(); tests shorten the delays
+	reads         *sharedReads         // nil: nothing shared
 }
 
 // newAzureClient builds the credential and both SDK clients for cfg. It makes no network call.
@@ -81,7 +88,10 @@ func newAzureClient(cfg Config, o azureClientOptions) (*azureClient, error) {
 	}
 	host, _ := VaultHost(cfg.VaultURL)                    // validated above
 	allowed, _ := normalizeAllowedHosts(cfg.AllowedHosts) // validated above
-	c := &azureClient{vaultURL: cfg.VaultURL, host: host, gov: o.governor}
+	c := &azureClient{vaultURL: cfg.VaultURL, host: host, gov: o.governor, id: clientIDs.Add(1), reads: o.reads}
+	if c.reads == nil {
+		c.reads = newSharedReads(nil)
+	}
 	c.limit.set(o.governor, cfg.RequestsPerSecond, cfg.Burst)
 
 	next := o.transport
@@ -151,6 +161,13 @@ func (c *azureClient) classify(operation string, err error) error {
 
 // GetCertificate implements Client.
 func (c *azureClient) GetCertificate(ctx context.Context, name, version string) (*Certificate, error) {
+	return c.reads.certificate(ctx, readKey(c.id, "GetCertificate", name, version), func(ctx context.Context) (*Certificate, error) {
+		return c.getCertificate(ctx, name, version)
+	})
+}
+
+// getCertificate is GetCertificate without sharing.
+func (c *azureClient) getCertificate(ctx context.Context, name, version string) (*Certificate, error) {
 	const op = "GetCertificate"
 	if name == "" {
 		return nil, fmt.Errorf("Key Vault %s: empty certificate name", op)
@@ -296,6 +313,16 @@ func (c *azureClient) ListCertificates(ctx context.Context, limit int) ([]Certif
 
 // GetSecret implements Client.
 func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Secret, error) {
+	if version == "" {
+		return c.getSecret(ctx, name, "") // "the latest" changes with every rotation: never kept
+	}
+	return c.reads.secret(ctx, readKey(c.id, "GetSecret", name, version), func(ctx context.Context) (*Secret, error) {
+		return c.getSecret(ctx, name, version)
+	})
+}
+
+// getSecret is GetSecret without sharing.
+func (c *azureClient) getSecret(ctx context.Context, name, version string) (*Secret, error) {
 	const op = "GetSecret"
 	if name == "" {
 		return nil, fmt.Errorf("Key Vault %s: a name is required", op)

@@ -850,7 +850,8 @@ func TestGetSecretDecodeErrorIsRedacted(t *testing.T) {
 	v := e.seed(fakevault.CertSpec{Name: "web", KeyType: "EC", ContentType: "application/x-pem-file"})
 	c := e.client()
 	ctx := ctxT(t)
-	good, err := c.GetSecret(ctx, "web", v.Version)
+	// Read through another connection: this one keeps a version's key it read (sharedReads).
+	good, err := e.clientFor(t, "VaultConnection/ns/other", e.config(testSecret)).GetSecret(ctx, "web", v.Version)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,8 @@ type FactoryOptions struct {
 type Factory struct {
 	opts FactoryOptions
 	gov  *Governor
+	// reads are the reads its clients share (GetSecret of one version through one connection).
+	reads *sharedReads
 
 	mu      sync.Mutex // guards entries and the fields of every entry except build; never held while building
 	entries map[string]*factoryEntry
@@ -64,7 +66,7 @@ func NewFactory(opts FactoryOptions) *Factory {
 		gov = NewGovernor(GovernorOptions{})
 	}
 	registerMetrics()
-	return &Factory{opts: opts, gov: gov, entries: map[string]*factoryEntry{}}
+	return &Factory{opts: opts, gov: gov, reads: newSharedReads(nil), entries: map[string]*factoryEntry{}}
 }
 
 // Governor returns the governor every client of this factory passes, so the controller can ask
@@ -133,6 +135,7 @@ func (f *Factory) build(key string, e *factoryEntry, fp string, cfg Config) (c C
 		transport:     f.opts.Transport,
 		applicationID: f.opts.UserAgent,
 		retry:         f.opts.retry,
+		reads:         f.reads,
 	})
 
 	f.mu.Lock()
@@ -184,6 +187,7 @@ func (f *Factory) releaseLocked(key string, c *azureClient, leftHost bool) {
 	}
 	f.gov.release(c.host)
 	hostLabels.release(c.host)
+	f.reads.forgetClient(c.id)
 }
 
 // Forget drops the cached client for key (the connection was deleted): the client, its credential and

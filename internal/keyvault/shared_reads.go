@@ -1,0 +1,197 @@
+package keyvault
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Bounds of the shared reads of one Factory.
+const (
+	// sharedSecretTTL is how long a version's key material is reused: VaultCertificates in many namespaces that
+	// name one certificate through one connection are usually reconciled within seconds of each other.
+	sharedSecretTTL = 30 * time.Second
+	// sharedMaxBytes bounds the key material kept over all connections; sharedMaxEntries the entries.
+	sharedMaxBytes   = 32 << 20
+	sharedMaxEntries = 4096
+	// sharedMaxValue is the largest secret kept; a larger one (no real certificate's) is only coalesced.
+	sharedMaxValue = 1 << 20
+)
+
+// sharedReads lets the callers of one client share reads: identical calls in flight at once become one call
+// (metadata and key material), and a version's key material is reused for sharedSecretTTL. A version's key never
+// changes, so reuse cannot serve stale material; whether it is enabled is seen again within the TTL. Entries are
+// keyed by client, and a client is one connection (one identity): one identity's reads never answer another's.
+type sharedReads struct {
+	flight singleflight.Group
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *sharedSecret, oldest first in order
+	order   list.List
+	bytes   int
+}
+
+// sharedSecret is one kept read.
+type sharedSecret struct {
+	key     string
+	secret  Secret
+	expires time.Time
+}
+
+func newSharedReads(now func() time.Time) *sharedReads {
+	if now == nil {
+		now = time.Now
+	}
+	return &sharedReads{now: now, entries: map[string]*list.Element{}}
+}
+
+// opOf is the operation a readKey names.
+func opOf(key string) string { return strings.SplitN(key, "/", 3)[1] }
+
+// readKey names one read of one client.
+func readKey(client uint64, op, name, version string) string {
+	return strconv.FormatUint(client, 10) + "/" + op + "/" + strings.ToLower(name) + "/" + strings.ToLower(version)
+}
+
+// certificate runs read once for concurrent identical calls; each caller gets its own copy.
+func (s *sharedReads) certificate(ctx context.Context, key string, read func(context.Context) (*Certificate, error)) (*Certificate, error) {
+	v, err := s.do(ctx, key, func(ctx context.Context) (any, error) { return read(ctx) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Certificate).clone(), nil
+}
+
+// sharedReadTimeout bounds a shared read, which no single caller's context may cancel for the others.
+const sharedReadTimeout = 2 * time.Minute
+
+// do runs read once for concurrent calls of key. The read outlives a caller that gives up (its context ends:
+// that caller gets the context's error at once), so the others still get the answer.
+func (s *sharedReads) do(ctx context.Context, key string, read func(context.Context) (any, error)) (any, error) {
+	ch := s.flight.DoChan(key, func() (any, error) {
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedReadTimeout)
+		defer cancel()
+		return read(readCtx)
+	})
+	select {
+	case res := <-ch:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("Key Vault %s: %w", opOf(key), ctx.Err())
+	}
+}
+
+// secret returns a kept read of key, else reads it once for concurrent callers and keeps it.
+func (s *sharedReads) secret(ctx context.Context, key string, read func(context.Context) (*Secret, error)) (*Secret, error) {
+	if kept, ok := s.kept(key); ok {
+		return kept, nil
+	}
+	v, err := s.do(ctx, key, func(ctx context.Context) (any, error) {
+		sec, err := read(ctx)
+		if err == nil {
+			s.keep(key, sec)
+		}
+		return sec, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp := *v.(*Secret)
+	return &cp, nil
+}
+
+func (s *sharedReads) kept(key string) (*Secret, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked()
+	if el, ok := s.entries[key]; ok {
+		cp := el.Value.(*sharedSecret).secret
+		return &cp, true
+	}
+	return nil, false
+}
+
+func (s *sharedReads) keep(key string, sec *Secret) {
+	size := len(sec.Value) + len(key)
+	if len(sec.Value) > sharedMaxValue {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked()
+	if _, ok := s.entries[key]; ok {
+		return
+	}
+	for s.order.Len() > 0 && (s.bytes+size > sharedMaxBytes || s.order.Len() >= sharedMaxEntries) {
+		s.removeLocked(s.order.Front())
+	}
+	s.entries[key] = s.order.PushBack(&sharedSecret{key: key, secret: *sec, expires: s.now().Add(sharedSecretTTL)})
+	s.bytes += size
+}
+
+// expireLocked drops expired entries; they expire in insertion order, all with the same TTL.
+func (s *sharedReads) expireLocked() {
+	now := s.now()
+	for el := s.order.Front(); el != nil && !now.Before(el.Value.(*sharedSecret).expires); el = s.order.Front() {
+		s.removeLocked(el)
+	}
+}
+
+func (s *sharedReads) removeLocked(el *list.Element) {
+	e := s.order.Remove(el).(*sharedSecret)
+	delete(s.entries, e.key)
+	s.bytes -= len(e.secret.Value) + len(e.key)
+}
+
+// forgetClient drops what a replaced or forgotten client kept.
+func (s *sharedReads) forgetClient(client uint64) {
+	prefix := strconv.FormatUint(client, 10) + "/"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for el := s.order.Front(); el != nil; {
+		next := el.Next()
+		if strings.HasPrefix(el.Value.(*sharedSecret).key, prefix) {
+			s.removeLocked(el)
+		}
+		el = next
+	}
+}
+
+// clone is a deep copy: callers of a shared read may change what they got (e.g. its tags).
+func (c *Certificate) clone() *Certificate {
+	cp := *c
+	cp.CER = slices.Clone(c.CER)
+	cp.Tags = maps.Clone(c.Tags)
+	if c.Exportable != nil {
+		cp.Exportable = ptrTo(*c.Exportable)
+	}
+	if c.Policy != nil {
+		cp.Policy = c.Policy.clone()
+	}
+	return &cp
+}
+
+// clone is a deep copy of the policy.
+func (p *Policy) clone() *Policy {
+	cp := *p
+	cp.DNSNames, cp.IPAddresses, cp.Emails = slices.Clone(p.DNSNames), slices.Clone(p.IPAddresses), slices.Clone(p.Emails)
+	cp.ExtendedKeyUsages, cp.KeyUsages = slices.Clone(p.ExtendedKeyUsages), slices.Clone(p.KeyUsages)
+	if p.AutoRenew != nil {
+		cp.AutoRenew = ptrTo(*p.AutoRenew)
+	}
+	if p.EmailContacts != nil {
+		cp.EmailContacts = ptrTo(*p.EmailContacts)
+	}
+	return &cp
+}
+
+func ptrTo[T any](v T) *T { return &v }
