@@ -268,6 +268,15 @@ func (s *Server) IssueToken(clientID string) (string, error) {
 	return s.auth.issue(clientID, VaultResource)
 }
 
+// IssueTokenFor returns an access token for clientID whose audience is resource, without a token request: what
+// Entra ID gives a caller of another API (for example Event Grid calling a webhook protected by an app whose
+// application ID URI is resource). It is signed like every token of the authority, by the ES256 key its JWKS
+// (/{tenant}/discovery/v2.0/keys) publishes, with iss https://sts.windows.net/{tenant}/ and appid clientID. The
+// vault refuses such a token unless resource is its own audience.
+func (s *Server) IssueTokenFor(clientID, resource string) (string, error) {
+	return s.auth.issue(clientID, resource)
+}
+
 func (a *authority) allowed(clientID, name string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
