@@ -28,6 +28,7 @@ import (
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/logsafety"
+	"github.com/vaultcert/vaultcert/internal/shard"
 )
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 		clusterID                          string
 		issuanceDailyLimit                 int
 		vaultListing                       bool
+		shards                             shard.Shard
 		listingMaxCertificates             int
 		listingMaxTotal                    int
 	)
@@ -69,6 +71,8 @@ func main() {
 		"Comma-separated Entra ID authority hosts a namespaced VaultConnection may use (cloud.authorityHost). ClusterVaultConnections are not restricted.")
 	flag.StringVar(&clusterID, "cluster-id", "", "Names this cluster in the owner tags of Key Vault certificates vaultcert creates (spec.issuance), so clusters sharing a vault never manage each other's; must not change. Default: the UID of the kube-system namespace.")
 	flag.IntVar(&issuanceDailyLimit, "issuance-daily-limit", 5, "New versions vaultcert requests per certificate in 24 hours at most (spec.issuance); past it, it stops until the spec or the vaultcert.io/renew annotation changes.")
+	flag.IntVar(&shards.Index, "shard-index", 0, "This instance's shard, from 0 to --shard-count-1: it reconciles the namespaces whose name hashes (FNV-1a) to it.")
+	flag.IntVar(&shards.Count, "shard-count", 1, "Shards the cluster's VaultCertificates are split into by a hash of their namespace; each shard elects its own leader.")
 	flag.BoolVar(&vaultListing, "vault-listing", true, "Detect changed certificates from one listing of each vault per refresh interval (25 certificates a call) instead of reading each certificate; identities that may not list fall back to per-certificate reads.")
 	flag.IntVar(&listingMaxCertificates, "vault-listing-max-certificates", changefeed.DefaultMaxCertificates, "Most certificates one vault listing may hold; a larger vault is read per certificate.")
 	flag.IntVar(&listingMaxTotal, "vault-listing-max-total", changefeed.DefaultMaxTotal, "Most vault listing entries kept over all connections (bounds memory).")
@@ -80,6 +84,10 @@ func main() {
 	// logsafety.SafeLogger drops client-go's request/response body dumps (V(8)), which would hold Secret data.
 	ctrl.SetLogger(logsafety.SafeLogger(zap.New(zap.UseFlagOptions(&opts))))
 	log := ctrl.Log.WithName("setup")
+	if err := shards.Validate(); err != nil {
+		log.Error(err, "invalid shard")
+		os.Exit(1)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -102,7 +110,7 @@ func main() {
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
-		LeaderElectionID:              "vaultcert.vaultcert.io",
+		LeaderElectionID:              shards.LeaderElectionID("vaultcert.vaultcert.io"),
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       ptr(30 * time.Second),
@@ -135,6 +143,7 @@ func main() {
 		// Issuance stops after this many requested versions per certificate per day.
 		IssuanceDailyLimit: issuanceDailyLimit,
 		Changes:            changes,
+		Shard:              shards,
 	}
 	if err := certs.SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: concurrency,
@@ -150,6 +159,7 @@ func main() {
 		HostPolicy:      hosts,
 		RecheckInterval: connectionRecheck,
 		Changes:         changes,
+		Shard:           shards,
 	}
 	if err := conns.SetupWithManager(mgr); err != nil {
 		log.Error(err, "cannot set up the connection controllers")

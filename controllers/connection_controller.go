@@ -21,6 +21,7 @@ import (
 	"github.com/vaultcert/vaultcert/internal/decide"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
+	"github.com/vaultcert/vaultcert/internal/shard"
 )
 
 // ReasonConnected is the connection Ready reason when the vault answered the credentials.
@@ -39,6 +40,10 @@ type ConnectionReconciler struct {
 	RecheckInterval time.Duration
 	// HostPolicy lists the vault and authority hosts a VaultConnection may use; nothing is sent elsewhere.
 	HostPolicy hostpolicy.Policy
+
+	// Shard is the namespaces whose VaultConnections this instance checks; only shard 0 checks
+	// ClusterVaultConnections, so one instance writes each status.
+	Shard shard.Shard
 
 	// Changes is the vault listing the VaultCertificate reconciler uses (nil when off): a deleted connection's
 	// listing is dropped, and a connection whose certificates are read one by one says why.
@@ -59,6 +64,9 @@ type clusterConnectionReconciler struct{ *ConnectionReconciler }
 
 // Reconcile checks one VaultConnection.
 func (r namespacedConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !r.Shard.Owns(req.Namespace) {
+		return ctrl.Result{}, nil
+	}
 	var conn vaultcertv1.VaultConnection
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -83,7 +91,12 @@ func (r clusterConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	// Every shard watches its credentials (its VaultCertificates may use it); shard 0 alone checks it and writes
+	// its status. Every shard forgets it when it is deleted.
 	r.credentials.TrackCluster(&conn)
+	if !r.Shard.OwnsClusterScoped() {
+		return ctrl.Result{}, nil
+	}
 	before := conn.DeepCopy()
 	resolved, err := r.resolver().ForCluster(ctx, &conn)
 	result := r.check(ctx, resolved, err, &conn.Status, conn.Generation)

@@ -45,12 +45,12 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("vaultcertificate").
 		WithOptions(opts).
-		For(&vaultcertv1.VaultCertificate{}, builder.WithPredicates(
+		For(&vaultcertv1.VaultCertificate{}, builder.WithPredicates(r.inShard(),
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		// The manager's cache holds only the metadata of Secrets labelled managed-by=vaultcert (CacheOptions), so
 		// this watch sees vaultcert's Secrets, not every Secret in the cluster, and never their data; a deleted or
 		// edited one is repaired.
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToCertificate)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToCertificate), builder.WithPredicates(r.inShard())).
 		// A namespace whose labels change may stop (or start) matching a ClusterVaultConnection's
 		// namespaceSelector: its certificates on ClusterVaultConnections are checked again at once.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.clusterCertificatesIn),
@@ -69,6 +69,11 @@ func (r *VaultCertificateReconciler) SetupWithManager(mgr ctrl.Manager, opts con
 		b = b.WatchesRawSource(source.Channel(r.Changes.Events(), &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(r)
+}
+
+// inShard passes events of namespaced objects in this instance's shard only.
+func (r *VaultCertificateReconciler) inShard() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool { return r.Shard.Owns(o.GetNamespace()) })
 }
 
 // secretToCertificate maps a managed Secret to the VaultCertificate named in its label.

@@ -27,6 +27,7 @@ import (
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/pki"
+	"github.com/vaultcert/vaultcert/internal/shard"
 )
 
 // ClientFactory hands out Key Vault clients cached per connection; keyvault.Factory implements it.
@@ -69,6 +70,9 @@ type VaultCertificateReconciler struct {
 	// Zero means the operation's Retry-After, else 10 s. Tests set it small.
 	IssuancePollInterval time.Duration
 
+	// Shard is the namespaces this instance reconciles (hash of the namespace); the zero value is all of them.
+	Shard shard.Shard
+
 	// Changes answers refreshes from one listing of each vault (internal/changefeed); nil reads every
 	// certificate on its own at every refresh.
 	Changes *changefeed.Registry
@@ -94,6 +98,9 @@ type VaultCertificateReconciler struct {
 
 // Reconcile loads the VaultCertificate, runs the sync and writes its status once.
 func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if !r.Shard.Owns(req.Namespace) {
+		return ctrl.Result{}, nil // another shard's (a watch mapped it here)
+	}
 	var vc vaultcertv1.VaultCertificate
 	if err := r.Get(ctx, req.NamespacedName, &vc); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -373,6 +373,13 @@ grep -q '< 21 \* 86400' "$ns_file" || fail "expiry alert does not use prometheus
 grep -q 'alert: VaultCertificateNotReady' "$ns_file" || fail "not-ready alert missing"
 grep -q 'alert: VaultCertKeyVaultThrottled' "$ns_file" && fail "keyVaultThrottled.enabled=false still renders the alert"
 grep -q 'alert: VaultCertKeyVaultThrottled' "$work/default.yaml" && fail "the PrometheusRule renders with prometheusRule.enabled=false"
+sh_file=$work/sharded.yaml
+for i in 0 1 2; do
+  grep -q -- "--shard-index=$i" "$sh_file" || fail "sharding.shards=3 renders no Deployment for shard $i"
+done
+[[ $(grep -c -- '--shard-count=3' "$sh_file") -eq 3 ]] || fail "sharding.shards=3 must render 3 Deployments with --shard-count=3"
+[[ $(grep -c -- '--shard-' "$work/default.yaml") -eq 0 ]] || fail "the default (one shard) passes shard flags"
+ok "sharding.shards=3: three Deployments, shards 0, 1 and 2 of 3; the default passes no shard flags"
 render alerts --set prometheusRule.enabled=true
 for a in VaultCertificateExpiringSoon VaultCertificateNotReady VaultCertKeyVaultThrottled; do
   grep -q "alert: $a" "$work/alerts.yaml" || fail "alert $a missing with prometheusRule.enabled=true"

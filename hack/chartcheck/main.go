@@ -30,6 +30,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -258,20 +259,33 @@ func cmdPod(args []string) error {
 		}
 		found = append(found, dep)
 	}
-	if len(found) != 1 {
-		return fmt.Errorf("%s holds %d matching Deployments, want 1", *in, len(found))
+	if len(found) == 0 || (*name != "" && len(found) != 1) {
+		return fmt.Errorf("%s holds %d matching Deployments, want 1 (or, without -name, at least 1)", *in, len(found))
 	}
-	dep := found[0]
-	pod := corev1.Pod{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        dep.Name + "-pod-security-check",
-			Labels:      dep.Spec.Template.Labels,
-			Annotations: dep.Spec.Template.Annotations,
-		},
-		Spec: dep.Spec.Template.Spec,
+	// One Pod per Deployment (a sharded release has one Deployment per shard), in a List kubectl applies whole.
+	list := corev1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}}
+	for _, dep := range found {
+		pod := corev1.Pod{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        dep.Name + "-pod-security-check",
+				Labels:      dep.Spec.Template.Labels,
+				Annotations: dep.Spec.Template.Annotations,
+			},
+			Spec: dep.Spec.Template.Spec,
+		}
+		raw, err := json.Marshal(pod)
+		if err != nil {
+			return err
+		}
+		list.Items = append(list.Items, runtime.RawExtension{Raw: raw})
 	}
-	out, err := json.MarshalIndent(pod, "", "  ")
+	var out []byte
+	if len(list.Items) == 1 {
+		out, err = json.MarshalIndent(json.RawMessage(list.Items[0].Raw), "", "  ")
+	} else {
+		out, err = json.MarshalIndent(list, "", "  ")
+	}
 	if err != nil {
 		return err
 	}
