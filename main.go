@@ -25,6 +25,7 @@ import (
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
 	"github.com/vaultcert/vaultcert/internal/changefeed"
+	"github.com/vaultcert/vaultcert/internal/eventgrid"
 	"github.com/vaultcert/vaultcert/internal/hostpolicy"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 	"github.com/vaultcert/vaultcert/internal/logsafety"
@@ -48,6 +49,7 @@ func main() {
 		issuanceDailyLimit                 int
 		vaultListing                       bool
 		shards                             shard.Shard
+		events                             eventgrid.Config
 		listingMaxCertificates             int
 		listingMaxTotal                    int
 	)
@@ -73,6 +75,7 @@ func main() {
 	flag.IntVar(&issuanceDailyLimit, "issuance-daily-limit", 5, "New versions vaultcert requests per certificate in 24 hours at most (spec.issuance); past it, it stops until the spec or the vaultcert.io/renew annotation changes.")
 	flag.IntVar(&shards.Index, "shard-index", 0, "This instance's shard, from 0 to --shard-count-1: it reconciles the namespaces whose name hashes (FNV-1a) to it.")
 	flag.IntVar(&shards.Count, "shard-count", 1, "Shards the cluster's VaultCertificates are split into by a hash of their namespace; each shard elects its own leader.")
+	events.AddFlags(flag.CommandLine)
 	flag.BoolVar(&vaultListing, "vault-listing", true, "Detect changed certificates from one listing of each vault per refresh interval (25 certificates a call) instead of reading each certificate; identities that may not list fall back to per-certificate reads.")
 	flag.IntVar(&listingMaxCertificates, "vault-listing-max-certificates", changefeed.DefaultMaxCertificates, "Most certificates one vault listing may hold; a larger vault is read per certificate.")
 	flag.IntVar(&listingMaxTotal, "vault-listing-max-total", changefeed.DefaultMaxTotal, "Most vault listing entries kept over all connections (bounds memory).")
@@ -131,6 +134,20 @@ func main() {
 	if vaultListing {
 		changes = changefeed.NewRegistry(changefeed.Options{MaxCertificates: listingMaxCertificates, MaxTotal: listingMaxTotal})
 		utilruntime.Must(mgr.Add(changes))
+	}
+	if events.Addr != "" && changes == nil {
+		log.Error(nil, "--eventgrid-bind-address needs --vault-listing: certificate events wake VaultCertificates through it")
+		os.Exit(1)
+	}
+	webhook, err := events.Server(func(n eventgrid.Notification) {
+		changes.Notify(n.VaultHost, n.Vault, n.Certificate)
+	}, ctrl.Log.WithName("eventgrid"))
+	if err != nil {
+		log.Error(err, "cannot set up the Event Grid webhook")
+		os.Exit(1)
+	}
+	if webhook != nil {
+		utilruntime.Must(mgr.Add(webhook))
 	}
 	certs := &controllers.VaultCertificateReconciler{
 		Client:        mgr.GetClient(),

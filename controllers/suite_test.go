@@ -50,6 +50,8 @@ var (
 	vault  *fakevault.Server
 	scheme = runtime.NewScheme()
 	nsSeq  atomic.Int64
+	// changes is the suite controller's vault listing; the Event Grid test notifies it as the webhook does.
+	changes *changefeed.Registry
 	// vaultClockOffset shifts the fake vault's clock (validity, pending durations, AutoRenew), so a test
 	// can issue a certificate "in the past" and let AutoRenew come due; see setVaultClock.
 	vaultClockOffset atomic.Int64
@@ -139,7 +141,7 @@ func runSuite(m *testing.M) int {
 	must(err)
 	factory := keyvault.NewFactory(keyvault.FactoryOptions{})
 	// Refreshes are answered from vault listings, as in production.
-	changes := changefeed.NewRegistry(changefeed.Options{})
+	changes = changefeed.NewRegistry(changefeed.Options{})
 	must(mgr.Add(changes))
 	must((&controllers.VaultCertificateReconciler{
 		Client:        mgr.GetClient(),

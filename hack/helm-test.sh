@@ -380,6 +380,15 @@ done
 [[ $(grep -c -- '--shard-count=3' "$sh_file") -eq 3 ]] || fail "sharding.shards=3 must render 3 Deployments with --shard-count=3"
 [[ $(grep -c -- '--shard-' "$work/default.yaml") -eq 0 ]] || fail "the default (one shard) passes shard flags"
 ok "sharding.shards=3: three Deployments, shards 0, 1 and 2 of 3; the default passes no shard flags"
+eg_file=$work/eventgrid.yaml
+grep -q -- '--eventgrid-bind-address=:9443' "$eg_file" || fail "eventGrid.enabled does not pass --eventgrid-bind-address"
+grep -q -- '--eventgrid-entra-audiences=api://vaultcert-events' "$eg_file" || fail "eventGrid.entra does not pass its audiences"
+grep -q 'name: dry-eventgrid-vaultcert-eventgrid' "$eg_file" || fail "eventGrid.enabled renders no Service"
+grep -q -- '--eventgrid-' "$work/default.yaml" && fail "the default values turn the Event Grid webhook on"
+if "$HELM" template x "$CHART" --set eventGrid.enabled=true >/dev/null 2>&1; then
+  fail "eventGrid.enabled without a shared secret or Entra must be refused"
+fi
+ok "eventGrid: flags, Service and mounts rendered; off by default; refused without authentication"
 render alerts --set prometheusRule.enabled=true
 for a in VaultCertificateExpiringSoon VaultCertificateNotReady VaultCertKeyVaultThrottled; do
   grep -q "alert: $a" "$work/alerts.yaml" || fail "alert $a missing with prometheusRule.enabled=true"

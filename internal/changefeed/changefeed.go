@@ -15,6 +15,8 @@ package changefeed
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +111,9 @@ type Registry struct {
 	feeds    map[string]*feed
 	interest map[types.NamespacedName]interest
 	total    int // listing entries kept over all feeds
+	// notified are VaultCertificates a certificate event named since they last asked: their next Check says
+	// Changed. Only interested VaultCertificates are marked, so it is bounded like interest.
+	notified map[types.NamespacedName]struct{}
 }
 
 // interest is the certificate one VaultCertificate last asked about.
@@ -116,6 +121,8 @@ type interest struct{ connection, name string }
 
 // feed is one connection's listing.
 type feed struct {
+	// host is the vault's host (keyvault.VaultHost of the client's URL), for certificate events.
+	host     string
 	entries  map[string]entry // by lower-case name
 	listedAt time.Time        // when the listing in entries started; zero before the first
 	listing  bool
@@ -155,7 +162,7 @@ func NewRegistry(opts Options) *Registry {
 		opts.Now = time.Now
 	}
 	return &Registry{opts: opts, events: make(chan event.GenericEvent, 1024),
-		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}}
+		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}, notified: map[types.NamespacedName]struct{}{}}
 }
 
 // Start records the context listings run under and waits for it to end (a manager Runnable).
@@ -187,8 +194,15 @@ func (r *Registry) Check(q Query) Answer {
 		f = &feed{waiters: map[types.NamespacedName]struct{}{}, interested: map[string]map[types.NamespacedName]struct{}{}}
 		r.feeds[q.Connection] = f
 	}
+	if q.Client != nil && f.host == "" {
+		f.host, _ = keyvault.VaultHost(q.Client.VaultURL())
+	}
 	name := strings.ToLower(q.Certificate)
 	r.registerLocked(q.Who, q.Connection, name)
+	if _, ok := r.notified[q.Who]; ok {
+		delete(r.notified, q.Who)
+		return Answer{Verdict: Changed} // a certificate event named it: read it now, whatever the listing says
+	}
 	now := r.opts.Now()
 	switch {
 	case f.why != "" && now.Before(f.retryAt):
@@ -230,6 +244,7 @@ func (r *Registry) registerLocked(who types.NamespacedName, connection, name str
 
 func (r *Registry) unregisterLocked(who types.NamespacedName, in interest) {
 	delete(r.interest, who)
+	delete(r.notified, who)
 	f := r.feeds[in.connection]
 	if f == nil {
 		return
@@ -264,9 +279,71 @@ func (r *Registry) ForgetConnection(connection string) {
 	for _, set := range f.interested {
 		for who := range set {
 			delete(r.interest, who)
+			delete(r.notified, who)
 		}
 	}
 	delete(r.feeds, connection)
+}
+
+// Notify is a certificate event (Event Grid): the VaultCertificates that follow certificate in the vault at
+// vaultHost (or, when the event named no host, the vault called vaultName: the first label of the host) are
+// woken and read it at once. It returns how many were woken. Only VaultCertificates that asked about the
+// certificate before are known; the others still see the change at their next refresh. It never blocks: when
+// the controller's queue is full, the mark stays and the VaultCertificate reads the certificate at its next look.
+func (r *Registry) Notify(vaultHost, vaultName, certificate string) int {
+	name := strings.ToLower(certificate)
+	var wake []types.NamespacedName
+	r.mu.Lock()
+	for _, f := range r.feeds {
+		if !sameVault(f.host, vaultHost, vaultName) {
+			continue
+		}
+		for who := range f.interested[name] {
+			r.notified[who] = struct{}{}
+			wake = append(wake, who)
+		}
+	}
+	r.mu.Unlock()
+	r.wake(nil, wake)
+	return len(wake)
+}
+
+// sameVault reports whether a feed's host is the event's vault: the same host, or without one the same first
+// label.
+func sameVault(feedHost, vaultHost, vaultName string) bool {
+	if feedHost == "" {
+		return false
+	}
+	if vaultHost != "" {
+		h, err := keyvault.VaultHost("https://" + vaultHost + "/")
+		return err == nil && strings.EqualFold(h, feedHost)
+	}
+	first, _, _ := strings.Cut(feedHost, ".")
+	return vaultName != "" && strings.EqualFold(first, vaultName)
+}
+
+// wake sends the VaultCertificates to the controller's event source, waiting for room until ctx ends; with a nil
+// ctx it drops what does not fit.
+func (r *Registry) wake(ctx context.Context, who []types.NamespacedName) {
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	for _, w := range who {
+		ev := event.GenericEvent{Object: &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name}}}
+		if ctx == nil {
+			select {
+			case r.events <- ev:
+			default:
+			}
+			continue
+		}
+		select {
+		case r.events <- ev:
+		case <-done:
+			return
+		}
+	}
 }
 
 // Unavailable says why connection's certificates are read one by one; "" while its listing answers (or none was
@@ -315,15 +392,7 @@ func (r *Registry) list(ctx context.Context, connection string, f *feed, kv keyv
 		f.entries, f.listedAt = next, started
 	}
 	r.mu.Unlock()
-
-	for who := range wake {
-		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: who.Namespace, Name: who.Name}}
-		select {
-		case r.events <- event.GenericEvent{Object: obj}:
-		case <-ctx.Done():
-			return
-		}
-	}
+	r.wake(ctx, slices.Collect(maps.Keys(wake)))
 }
 
 // errOverBudget refuses a listing that would take the registry past MaxTotal entries.

@@ -256,3 +256,36 @@ func TestListingsAreBounded(t *testing.T) {
 		t.Errorf("after the first connection is forgotten the second fits: verdict %v (%s)", a.Verdict, a.Why)
 	}
 }
+
+// TestCertificateEventWakesItsVaultCertificates: an Event Grid event for one certificate of the vault wakes the
+// VaultCertificates following it, whose next look reads it (Changed) even though the listing is recent; events
+// for another vault or another certificate wake nobody.
+func TestCertificateEventWakesItsVaultCertificates(t *testing.T) {
+	e := newEnv(t, 3, Options{})
+	for _, n := range e.names() {
+		e.reg.Check(e.query("conn", e.kv, n, true))
+	}
+	e.woken(3)
+	host, err := keyvault.VaultHost(e.kv.VaultURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.Notify("other.vault.azure.net", "other", "cert-001"); n != 0 {
+		t.Errorf("an event for another vault woke %d", n)
+	}
+	if n := e.reg.Notify(host, "", "no-such-cert"); n != 0 {
+		t.Errorf("an event for another certificate woke %d", n)
+	}
+	if n := e.reg.Notify(host, "", "CERT-001"); n != 1 {
+		t.Fatalf("the event woke %d VaultCertificates, want 1", n)
+	}
+	if got := e.woken(1); !got["cert-001"] {
+		t.Errorf("woken %v, want cert-001", got)
+	}
+	if a := e.reg.Check(e.query("conn", e.kv, "cert-001", false)); a.Verdict != Changed {
+		t.Errorf("after the event: verdict %v, want Changed", a.Verdict)
+	}
+	if a := e.reg.Check(e.query("conn", e.kv, "cert-001", false)); a.Verdict != Unchanged {
+		t.Errorf("the event is acted on once: verdict %v, want Unchanged from the listing", a.Verdict)
+	}
+}
