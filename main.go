@@ -140,7 +140,7 @@ func main() {
 		os.Exit(1)
 	}
 	webhook, err := events.Server(func(n eventgrid.Notification) {
-		changes.Notify(n.VaultHost, n.Vault, n.Certificate)
+		changes.Notify(n.VaultHost, n.Vault, n.Certificate, n.Version)
 	}, ctrl.Log.WithName("eventgrid"))
 	if err != nil {
 		log.Error(err, "cannot set up the Event Grid webhook")

@@ -90,7 +90,7 @@ func forbiddenMessage(e *keyvault.ForbiddenError, what string) string {
 	need := "the 'Key Vault Certificate User' role (certificate metadata)"
 	switch e.Operation {
 	case "GetSecret":
-		need = "the 'Key Vault Secrets User' role (the private key is read from the certificate's secret)"
+		need = "the 'Key Vault Secrets User' role (the private key is read from the certificate's secret), and the 'Key Vault Certificate User' role to follow new versions"
 	case "CreateCertificate", "GetCertificateOperation", "GetCertificatePolicy", "UpdateCertificatePolicy", "RecoverDeletedCertificate", "UpdateCertificate":
 		need = "the 'Key Vault Certificates Officer' role (spec.issuance creates certificates, manages their policy and recovers them)"
 	}

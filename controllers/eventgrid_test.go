@@ -35,7 +35,7 @@ func TestCertificateEventRotatesTheSecretAtOnce(t *testing.T) {
 	}
 	// The reconcile that the Secret write triggered registered the VaultCertificate with its connection's listing.
 	eventually(t, "the event to reach a VaultCertificate", func() (bool, string) {
-		return changes.Notify(u.Host, "", cert) == 1, "not registered yet"
+		return changes.Notify(u.Host, "", cert, v2.Version) == 1, "not registered yet"
 	})
 	waitSecretVersion(t, ns, "web-tls", v2.Version)
 	time.Sleep(time.Second)

@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
-	"github.com/vaultcert/vaultcert/internal/fakevault"
 )
 
 // trapServer is an HTTPS server on 127.0.0.2, outside the suite's allow-list (127.0.0.1:*), that would accept
@@ -80,7 +79,7 @@ func TestVaultConnectionOutsideAllowListSendsNothing(t *testing.T) {
 			if n := hits.Load(); n != 0 {
 				t.Fatalf("%d requests reached a host the admin did not allow", n)
 			}
-			if n := vault.CountFor(fakevault.OpGetCertificate, cert); n != 0 {
+			if n := kvReads(cert); n != 0 {
 				t.Fatalf("the vault was asked %d times through a refused connection", n)
 			}
 		})
@@ -139,14 +138,14 @@ func TestNamespaceUnlabelledRevokesClusterConnection(t *testing.T) {
 	if err := k8s.Patch(ctx, &namespace, patch); err != nil {
 		t.Fatal(err)
 	}
-	calls := vault.CountFor(fakevault.OpGetCertificate, cert)
+	calls := kvReads(cert)
 	vc := waitReady(t, ns, "web", metav1.ConditionFalse, vaultcertv1.ReasonConnectionNotAllowed)
 	wantMessage(t, readyMessage(vc), cluster, ns, "namespaceSelector")
 	if getSecret(t, ns, "web-tls") == nil {
 		t.Fatal("the Secret must stay when access is revoked")
 	}
 	waitEvent(t, ns, vaultcertv1.ReasonConnectionNotAllowed, "does not admit")
-	if n := vault.CountFor(fakevault.OpGetCertificate, cert); n != calls {
+	if n := kvReads(cert); n != calls {
 		t.Fatalf("Key Vault was asked %d more times after the namespace was revoked", n-calls)
 	}
 }

@@ -239,7 +239,8 @@ func TestShortThrottleBurstRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetCertificate, Name: name, Status: 429, RetryAfter: "1", Times: 2})
+	// A first sync reads the key material (GetSecret) first.
+	vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetSecret, Name: name, Status: 429, RetryAfter: "1", Times: 2})
 	newCertificate(t, ns, name)
 	waitReady(t, ns, "web", metav1.ConditionTrue, vaultcertv1.ReasonSynced)
 	waitSecretVersion(t, ns, "web-tls", v.Version)

@@ -120,7 +120,7 @@ func TestSecretCreatedDuringReadIsNotOverwritten(t *testing.T) {
 	vault.InjectFault(fakevault.Fault{Operation: fakevault.OpGetSecret, Name: name, Latency: 3 * time.Second, Times: 1})
 	newCertificate(t, ns, name)
 	eventually(t, "vaultcert reading the key", func() (bool, string) {
-		return vault.CountFor(fakevault.OpGetCertificate, name) > 0, "no GetCertificate yet"
+		return vault.CountFor(fakevault.OpGetSecret, name) > 0, "no GetSecret yet"
 	})
 	mine := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "web-tls", Namespace: ns}, StringData: map[string]string{"keep": "me"}}
 	if err := k8s.Create(ctx, mine); err != nil {

@@ -408,3 +408,9 @@ func refresh(t *testing.T, ns, name string) {
 		t.Fatal(err)
 	}
 }
+
+// kvReads is how many times Key Vault was asked for cert's metadata or key material (a first sync reads the key
+// material, a refresh the metadata).
+func kvReads(cert string) int {
+	return vault.CountFor(fakevault.OpGetCertificate, cert) + vault.CountFor(fakevault.OpGetSecret, cert)
+}

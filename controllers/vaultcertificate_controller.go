@@ -155,6 +155,14 @@ type syncRun struct {
 	what string
 	// wait, when set, is when to look again instead of status.nextRefreshTime (a vault listing is under way).
 	wait time.Duration
+	// fetched is key material already read this run: a first sync reads it instead of the metadata.
+	fetched *fetchedBundle
+}
+
+// fetchedBundle is one version's decoded key material.
+type fetchedBundle struct {
+	version string
+	bundle  *pki.Bundle
 }
 
 // reconcile runs the flow of DESIGN.md, one step a line: the Secret as it is -> the connection -> is Key Vault
@@ -301,11 +309,11 @@ const listingRecheck = time.Minute
 func (r *VaultCertificateReconciler) vaultListing(run *syncRun, due decide.DueReason) changefeed.Verdict {
 	vc := run.vc
 	if r.Changes == nil || vc.Spec.Version != "" || vc.Spec.Issuance != nil || vc.Status.Thumbprint == "" ||
-		(due != "" && due != decide.DueRefreshTime) {
-		return changefeed.Unavailable
+		(due != "" && due != decide.DueRefreshTime) || run.conn.Revision != vc.Status.ConnectionRevision {
+		return changefeed.Unavailable // a changed connection (vault, identity) is read directly
 	}
-	return r.Changes.Check(changefeed.Query{Connection: run.conn.Key.String(), Client: run.kv,
-		Certificate: vc.Spec.CertificateName, Thumbprint: vc.Status.Thumbprint, MaxAge: decide.RefreshInterval(vc),
+	return r.Changes.Check(changefeed.Query{Connection: run.conn.Key.String(), Revision: run.conn.Revision, Client: run.kv,
+		Certificate: vc.Spec.CertificateName, Thumbprint: vc.Status.Thumbprint, Version: vc.Status.Version, MaxAge: decide.RefreshInterval(vc),
 		Who: types.NamespacedName{Namespace: vc.Namespace, Name: vc.Name}, MayList: due == decide.DueRefreshTime}).Verdict
 }
 
@@ -336,8 +344,16 @@ func (r *VaultCertificateReconciler) versionToHold(ctx context.Context, run *syn
 		}
 		cert = issued.cert
 	} else {
+		read := run.kv.GetCertificate
+		if run.cached == nil && run.secret == nil {
+			// No Secret yet: the secret bundle alone names the version and carries the chain and the key, so a
+			// first sync is one call. A disabled (or still pending) version answers 403 there too.
+			read = func(ctx context.Context, name, version string) (*keyvault.Certificate, error) {
+				return r.fetchKeyMaterial(ctx, run)
+			}
+		}
 		var err error
-		if cert, err = run.kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version); err != nil {
+		if cert, err = read(ctx, vc.Spec.CertificateName, vc.Spec.Version); err != nil {
 			return nil, failedWith(classify(err, run.what))
 		}
 	}
@@ -415,9 +431,31 @@ func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certifi
 	return next
 }
 
-// keyMaterial reads and decodes the key material of exactly cert.Version, checked against the metadata's
-// thumbprint.
+// fetchKeyMaterial reads and decodes the secret bundle of spec.version (or the latest: the answer names its
+// version) for a first sync, and describes the version from its leaf: thumbprint, dates and names come from the
+// certificate itself. The policy is not read, so status.renewalTime assumes two thirds of the lifetime until a
+// later read of the metadata (a new version, a refresh request) brings Key Vault's lifetime action.
+func (r *VaultCertificateReconciler) fetchKeyMaterial(ctx context.Context, run *syncRun) (*keyvault.Certificate, error) {
+	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, run.vc.Spec.Version)
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := pki.Decode(kvSecret.ContentType, kvSecret.Value)
+	if err != nil {
+		return nil, err
+	}
+	run.fetched = &fetchedBundle{version: kvSecret.Version, bundle: bundle}
+	leaf := bundle.Leaf
+	return &keyvault.Certificate{Name: run.vc.Spec.CertificateName, Version: kvSecret.Version, Thumbprint: pki.Thumbprint(leaf),
+		CER: leaf.Raw, Enabled: true, NotBefore: leaf.NotBefore, Expires: leaf.NotAfter}, nil
+}
+
+// keyMaterial is the decoded key material of exactly cert.Version: what this run already fetched, else read now
+// and checked against the metadata's thumbprint.
 func (r *VaultCertificateReconciler) keyMaterial(ctx context.Context, run *syncRun, cert *keyvault.Certificate) (*pki.Bundle, error) {
+	if run.fetched != nil && run.fetched.version == cert.Version {
+		return run.fetched.bundle, nil
+	}
 	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, cert.Version)
 	if err != nil {
 		return nil, err

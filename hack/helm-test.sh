@@ -388,7 +388,10 @@ grep -q -- '--eventgrid-' "$work/default.yaml" && fail "the default values turn 
 if "$HELM" template x "$CHART" --set eventGrid.enabled=true >/dev/null 2>&1; then
   fail "eventGrid.enabled without a shared secret or Entra must be refused"
 fi
-ok "eventGrid: flags, Service and mounts rendered; off by default; refused without authentication"
+if "$HELM" template x "$CHART" -f "$CHART/ci/eventgrid-values.yaml" --set sharding.shards=2 >/dev/null 2>&1; then
+  fail "eventGrid.enabled with sharding.shards > 1 must be refused"
+fi
+ok "eventGrid: flags, Service and mounts rendered; off by default; refused without authentication or with shards"
 render alerts --set prometheusRule.enabled=true
 for a in VaultCertificateExpiringSoon VaultCertificateNotReady VaultCertKeyVaultThrottled; do
   grep -q "alert: $a" "$work/alerts.yaml" || fail "alert $a missing with prometheusRule.enabled=true"

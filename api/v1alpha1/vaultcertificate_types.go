@@ -308,8 +308,9 @@ type VaultCertificateStatus struct {
 	// notAfter is the leaf certificate's expiry.
 	// +optional
 	NotAfter *metav1.Time `json:"notAfter,omitempty"`
-	// renewalTime is when the certificate is expected to be renewed (Key Vault's lifetime action, else two
-	// thirds of its lifetime).
+	// renewalTime is when the certificate is expected to be renewed: Key Vault's lifetime action once vaultcert
+	// has read the certificate's policy (a first sync reads only the key material), else two thirds of its
+	// lifetime.
 	// +optional
 	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
 	// lastSyncTime is when the Secret was last written.

@@ -66,6 +66,8 @@ type options struct {
 	// refreshInterval and steadyWindow shape the interval phase (intervalRefresh); steadyWindow 0 skips it.
 	refreshInterval time.Duration
 	steadyWindow    time.Duration
+	// events is how many certificates the rotation phases rotate (rotationPhases); 0 skips them.
+	events int
 }
 
 func main() {
@@ -87,6 +89,7 @@ func main() {
 	flag.Var(&o.junkSize, "junk-secret-size", "Memory phase: data in each junk Secret, e.g. 1MiB (the API server's maximum), 512KiB.")
 	flag.IntVar(&o.unrelated, "unrelated-secrets", 10000, "Memory phase: Secrets without the label, of 1 KiB each.")
 	flag.DurationVar(&o.refreshInterval, "refresh-interval", time.Minute, "Interval phase: every VaultCertificate's spec.refreshInterval (1m is the minimum).")
+	flag.IntVar(&o.events, "events", 100, "Rotation phases: certificates rotated with an Event Grid delivery each, then again with polling alone (0 skips them).")
 	flag.DurationVar(&o.steadyWindow, "steady-window", 2*time.Minute, "Interval phase: how long the calls are counted once refreshes run by the clock (0 skips the phase).")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -170,6 +173,17 @@ func run(o options) error {
 	}
 	if o.vaultBurst > 0 {
 		args = append(args, "--vault-burst="+strconv.Itoa(o.vaultBurst))
+	}
+	eventAddr := ""
+	if o.events > 0 && strings.Contains(string(help), "eventgrid-bind-address") {
+		if eventAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		secrets, err := eventSecretsFile(work)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--eventgrid-bind-address="+eventAddr, "--eventgrid-secrets-file="+secrets)
 	}
 	args = append(args, strings.Fields(o.extraArgs)...)
 	controller := exec.Command(o.binary, args...)
@@ -259,6 +273,13 @@ func run(o options) error {
 		}
 	}
 
+	var rotations rotationLatencies
+	if eventAddr != "" {
+		if rotations, err = rotationPhases(ctx, k8s, vault, o, eventAddr, alive); err != nil {
+			return err
+		}
+	}
+
 	// The figures of the phases above, before the memory phase adds to them.
 	hwm, rss := procStatus(controller.Process.Pid, "VmHWM"), procStatus(controller.Process.Pid, "VmRSS")
 	sums, metricsErr := scrape(metricsAddr)
@@ -270,6 +291,7 @@ func run(o options) error {
 	}
 	report(o, created, cold, refreshed, rotated, hwm, rss)
 	reportInterval(o, interval)
+	reportRotations(o, rotations)
 	where(sums, metricsErr)
 	reportMemory(memory)
 	return nil

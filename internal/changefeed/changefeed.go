@@ -36,6 +36,12 @@ const (
 	DefaultListTimeout     = 5 * time.Minute
 	DefaultRetryRefused    = 30 * time.Minute
 	DefaultRetryFailed     = time.Minute
+	DefaultMaxConcurrent   = 4
+	// pageCost is the least time between listings per page of the vault: a vault of 1,000 certificates (40
+	// pages) is listed at most every 40 s, one of 50,000 every 33 minutes, whatever the refresh intervals, so
+	// one VaultCertificate with a short interval cannot spend the vault's budget for every tenant on it.
+	pageCost = time.Second
+	pageSize = 25
 	// maxNameLen is Key Vault's limit on object names; a longer name in a listing is not a real certificate's.
 	maxNameLen = 127
 )
@@ -56,6 +62,8 @@ type Options struct {
 	// RetryFailed is the same after any other failed listing (throttled, unreachable). Zero means
 	// DefaultRetryFailed.
 	RetryFailed time.Duration
+	// MaxConcurrent is how many listings run at once over all connections. Zero means DefaultMaxConcurrent.
+	MaxConcurrent int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -83,8 +91,10 @@ type Query struct {
 	Client keyvault.Client
 	// Certificate is the certificate's name in the vault.
 	Certificate string
-	// Thumbprint is the thumbprint the caller holds (status.thumbprint).
-	Thumbprint string
+	// Thumbprint and Version are what the caller holds (status.thumbprint, status.version).
+	Thumbprint, Version string
+	// Revision is the connection's revision: a listing made through another vault or identity never answers.
+	Revision string
 	// MaxAge is the oldest listing that may answer: the caller's refresh interval.
 	MaxAge time.Duration
 	// Who is the VaultCertificate asking: it is woken when its certificate's entry changes.
@@ -105,6 +115,8 @@ type Answer struct {
 type Registry struct {
 	opts   Options
 	events chan event.GenericEvent
+	// slots bounds the listings running at once.
+	slots chan struct{}
 
 	mu       sync.Mutex
 	ctx      context.Context // set by Start; listings stop with it
@@ -113,7 +125,7 @@ type Registry struct {
 	total    int // listing entries kept over all feeds
 	// notified are VaultCertificates a certificate event named since they last asked: their next Check says
 	// Changed. Only interested VaultCertificates are marked, so it is bounded like interest.
-	notified map[types.NamespacedName]struct{}
+	notified map[types.NamespacedName]string // the version the event named ("" when it named none)
 }
 
 // interest is the certificate one VaultCertificate last asked about.
@@ -121,8 +133,13 @@ type interest struct{ connection, name string }
 
 // feed is one connection's listing.
 type feed struct {
-	// host is the vault's host (keyvault.VaultHost of the client's URL), for certificate events.
-	host     string
+	// host is the vault's host (keyvault.VaultHost of the client's URL), for certificate events; revision the
+	// connection's revision the listing was made with.
+	host, revision string
+	// took and pages describe the last listing: a listing is reused for at least twice as long as it took (so a
+	// slow one still answers the waiters it served) and pageCost per page.
+	took     time.Duration
+	pages    int
 	entries  map[string]entry // by lower-case name
 	listedAt time.Time        // when the listing in entries started; zero before the first
 	listing  bool
@@ -158,11 +175,14 @@ func NewRegistry(opts Options) *Registry {
 	if opts.RetryFailed <= 0 {
 		opts.RetryFailed = DefaultRetryFailed
 	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Registry{opts: opts, events: make(chan event.GenericEvent, 1024),
-		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}, notified: map[types.NamespacedName]struct{}{}}
+	return &Registry{opts: opts, events: make(chan event.GenericEvent, 1024), slots: make(chan struct{}, opts.MaxConcurrent),
+		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}, notified: map[types.NamespacedName]string{}}
 }
 
 // Start records the context listings run under and waits for it to end (a manager Runnable).
@@ -194,20 +214,27 @@ func (r *Registry) Check(q Query) Answer {
 		f = &feed{waiters: map[types.NamespacedName]struct{}{}, interested: map[string]map[types.NamespacedName]struct{}{}}
 		r.feeds[q.Connection] = f
 	}
+	if f.revision != q.Revision && !f.listing {
+		// Another vault or identity now: what was listed (or refused) through the old one says nothing.
+		r.total -= len(f.entries)
+		*f = feed{waiters: f.waiters, interested: f.interested, revision: q.Revision}
+	}
 	if q.Client != nil && f.host == "" {
 		f.host, _ = keyvault.VaultHost(q.Client.VaultURL())
 	}
 	name := strings.ToLower(q.Certificate)
 	r.registerLocked(q.Who, q.Connection, name)
-	if _, ok := r.notified[q.Who]; ok {
+	if version, ok := r.notified[q.Who]; ok {
 		delete(r.notified, q.Who)
-		return Answer{Verdict: Changed} // a certificate event named it: read it now, whatever the listing says
+		if version == "" || !strings.EqualFold(version, q.Version) {
+			return Answer{Verdict: Changed} // a certificate event named it: read it now, whatever the listing says
+		}
 	}
 	now := r.opts.Now()
 	switch {
 	case f.why != "" && now.Before(f.retryAt):
 		return Answer{Verdict: Unavailable, Why: f.why}
-	case !f.listedAt.IsZero() && now.Sub(f.listedAt) < q.MaxAge:
+	case !f.listedAt.IsZero() && f.revision == q.Revision && now.Sub(f.listedAt) < f.maxAge(q.MaxAge):
 		if e, ok := f.entries[name]; ok && e.enabled && strings.EqualFold(e.thumbprint, q.Thumbprint) {
 			return Answer{Verdict: Unchanged}
 		}
@@ -218,10 +245,23 @@ func (r *Registry) Check(q Query) Answer {
 	}
 	f.waiters[q.Who] = struct{}{}
 	if !f.listing {
-		f.listing = true
-		go r.list(r.ctx, q.Connection, f, q.Client)
+		limit := min(r.opts.MaxCertificates, r.opts.MaxTotal-r.total+len(f.entries))
+		if limit <= 0 {
+			// Nothing would be kept: do not fetch it at all.
+			f.why, f.retryAt = describe(errOverBudget), now.Add(r.opts.RetryRefused)
+			delete(f.waiters, q.Who)
+			return Answer{Verdict: Unavailable, Why: f.why}
+		}
+		f.listing, f.revision = true, q.Revision
+		go r.list(r.ctx, q.Connection, f, q.Client, limit)
 	}
 	return Answer{Verdict: Waiting}
+}
+
+// maxAge is how old a listing may be to answer a caller whose refresh interval is interval: never less than twice
+// what the last listing took, nor than pageCost per page.
+func (f *feed) maxAge(interval time.Duration) time.Duration {
+	return max(interval, 2*f.took, time.Duration(f.pages)*pageCost)
 }
 
 // registerLocked records that who asks about name on connection, replacing what it asked before.
@@ -290,7 +330,7 @@ func (r *Registry) ForgetConnection(connection string) {
 // woken and read it at once. It returns how many were woken. Only VaultCertificates that asked about the
 // certificate before are known; the others still see the change at their next refresh. It never blocks: when
 // the controller's queue is full, the mark stays and the VaultCertificate reads the certificate at its next look.
-func (r *Registry) Notify(vaultHost, vaultName, certificate string) int {
+func (r *Registry) Notify(vaultHost, vaultName, certificate, version string) int {
 	name := strings.ToLower(certificate)
 	var wake []types.NamespacedName
 	r.mu.Lock()
@@ -299,7 +339,7 @@ func (r *Registry) Notify(vaultHost, vaultName, certificate string) int {
 			continue
 		}
 		for who := range f.interested[name] {
-			r.notified[who] = struct{}{}
+			r.notified[who] = version
 			wake = append(wake, who)
 		}
 	}
@@ -318,7 +358,8 @@ func sameVault(feedHost, vaultHost, vaultName string) bool {
 		h, err := keyvault.VaultHost("https://" + vaultHost + "/")
 		return err == nil && strings.EqualFold(h, feedHost)
 	}
-	first, _, _ := strings.Cut(feedHost, ".")
+	hostname, _, _ := strings.Cut(feedHost, ":")
+	first, _, _ := strings.Cut(hostname, ".")
 	return vaultName != "" && strings.EqualFold(first, vaultName)
 }
 
@@ -358,11 +399,21 @@ func (r *Registry) Unavailable(connection string) string {
 }
 
 // list makes one listing of f's vault, then wakes the waiters and the VaultCertificates whose entry changed.
-func (r *Registry) list(ctx context.Context, connection string, f *feed, kv keyvault.Client) {
+func (r *Registry) list(ctx context.Context, connection string, f *feed, kv keyvault.Client, limit int) {
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return
+	}
 	started := r.opts.Now()
 	listCtx, cancel := context.WithTimeout(ctx, r.opts.ListTimeout)
-	items, err := kv.ListCertificates(listCtx, r.opts.MaxCertificates)
+	items, err := kv.ListCertificates(listCtx, limit)
 	cancel()
+	var tooMany *keyvault.TooManyCertificatesError
+	if errors.As(err, &tooMany) && limit < r.opts.MaxCertificates {
+		err = errOverBudget // the vault is not too large: the budget left was too small
+	}
 
 	r.mu.Lock()
 	if r.feeds[connection] != f {
@@ -390,6 +441,7 @@ func (r *Registry) list(ctx context.Context, connection string, f *feed, kv keyv
 		}
 		r.total += len(next) - len(f.entries)
 		f.entries, f.listedAt = next, started
+		f.took, f.pages = r.opts.Now().Sub(started), (len(items)+pageSize-1)/pageSize
 	}
 	r.mu.Unlock()
 	r.wake(ctx, slices.Collect(maps.Keys(wake)))

@@ -270,13 +270,13 @@ func TestCertificateEventWakesItsVaultCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := e.reg.Notify("other.vault.azure.net", "other", "cert-001"); n != 0 {
+	if n := e.reg.Notify("other.vault.azure.net", "other", "cert-001", ""); n != 0 {
 		t.Errorf("an event for another vault woke %d", n)
 	}
-	if n := e.reg.Notify(host, "", "no-such-cert"); n != 0 {
+	if n := e.reg.Notify(host, "", "no-such-cert", ""); n != 0 {
 		t.Errorf("an event for another certificate woke %d", n)
 	}
-	if n := e.reg.Notify(host, "", "CERT-001"); n != 1 {
+	if n := e.reg.Notify(host, "", "CERT-001", ""); n != 1 {
 		t.Fatalf("the event woke %d VaultCertificates, want 1", n)
 	}
 	if got := e.woken(1); !got["cert-001"] {
@@ -287,5 +287,64 @@ func TestCertificateEventWakesItsVaultCertificates(t *testing.T) {
 	}
 	if a := e.reg.Check(e.query("conn", e.kv, "cert-001", false)); a.Verdict != Unchanged {
 		t.Errorf("the event is acted on once: verdict %v, want Unchanged from the listing", a.Verdict)
+	}
+}
+
+// TestSlowListingStillAnswersItsWaiters: a listing that takes longer than the refresh interval (a large or throttled
+// vault) still answers the VaultCertificates that waited for it, instead of starting another listing for ever.
+func TestSlowListingStillAnswersItsWaiters(t *testing.T) {
+	e := newEnv(t, 3, Options{})
+	e.vault.InjectFault(fakevault.Fault{Operation: fakevault.OpListCertificates, Latency: 500 * time.Millisecond, Times: 1})
+	if a := e.reg.Check(e.query("conn", e.kv, "cert-000", true)); a.Verdict != Waiting {
+		t.Fatalf("verdict %v, want Waiting", a.Verdict)
+	}
+	for e.vault.Count(fakevault.OpListCertificates) == 0 {
+		time.Sleep(time.Millisecond) // the listing is under way (its answer delayed)
+	}
+	e.advance(interval + time.Minute) // the listing "took" longer than the interval
+	e.woken(1)
+	if a := e.reg.Check(e.query("conn", e.kv, "cert-000", true)); a.Verdict != Unchanged {
+		t.Errorf("the waiter of a slow listing: verdict %v, want Unchanged from it", a.Verdict)
+	}
+	if n := e.vault.Count(fakevault.OpListCertificates); n != 1 {
+		t.Errorf("%d list pages, want 1 (no second listing)", n)
+	}
+}
+
+// TestAnotherRevisionIsNotAnsweredByTheOldListing: after the connection changed (another vault or identity), a
+// listing made through the old one answers nothing.
+func TestAnotherRevisionIsNotAnsweredByTheOldListing(t *testing.T) {
+	e := newEnv(t, 3, Options{})
+	q := e.query("conn", e.kv, "cert-000", true)
+	q.Revision = "old"
+	e.reg.Check(q)
+	e.woken(1)
+	if a := e.reg.Check(q); a.Verdict != Unchanged {
+		t.Fatalf("verdict %v, want Unchanged at the same revision", a.Verdict)
+	}
+	q.Revision = "new"
+	if a := e.reg.Check(q); a.Verdict != Waiting {
+		t.Errorf("a new revision: verdict %v, want Waiting for a listing of its own", a.Verdict)
+	}
+}
+
+// TestEventForTheVersionHeldChangesNothing: an event (replayed, or late) naming the version a VaultCertificate
+// already holds costs no read.
+func TestEventForTheVersionHeldChangesNothing(t *testing.T) {
+	e := newEnv(t, 1, Options{})
+	v, err := e.vault.Latest("cert-000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.query("conn", e.kv, "cert-000", true)
+	q.Version = v.Version
+	e.reg.Check(q)
+	e.woken(1)
+	host, _ := keyvault.VaultHost(e.kv.VaultURL())
+	e.reg.Notify(host, "", "cert-000", v.Version)
+	e.woken(1)
+	q.MayList = false
+	if a := e.reg.Check(q); a.Verdict != Unchanged {
+		t.Errorf("an event for the version held: verdict %v, want Unchanged", a.Verdict)
 	}
 }

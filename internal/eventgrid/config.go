@@ -29,6 +29,9 @@ type Config struct {
 	EntraTenantID, EntraAudiences, EntraAuthorityHost string
 	// EntraAllowedAppIDs restricts the token's caller (comma-separated; "" accepts any).
 	EntraAllowedAppIDs string
+	// EntraIssuers overrides the accepted issuers (national clouds); EntraRequiredRole is an app role the token
+	// must carry.
+	EntraIssuers, EntraRequiredRole string
 	// RatePerSecond and Burst limit deliveries.
 	RatePerSecond float64
 	Burst         int
@@ -47,6 +50,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EntraAudiences, "eventgrid-entra-audiences", "", "Comma-separated accepted token audiences (the application ID URI and/or client ID given to Event Grid).")
 	fs.StringVar(&c.EntraAuthorityHost, "eventgrid-entra-authority-host", DefaultAuthorityHost, "Entra ID's URL, the only host the webhook fetches signing keys from.")
 	fs.StringVar(&c.EntraAllowedAppIDs, "eventgrid-entra-allowed-app-ids", EventGridAppID, "Comma-separated callers (azp/appid) accepted; empty accepts any the audience lets in.")
+	fs.StringVar(&c.EntraIssuers, "eventgrid-entra-issuers", "", "Comma-separated accepted token issuers; empty accepts the tenant's v2 issuer and https://sts.windows.net/<tenant>/ (set it for national clouds).")
+	fs.StringVar(&c.EntraRequiredRole, "eventgrid-entra-required-role", "", "An app role the token must carry (e.g. AzureEventGridSecureWebhookSubscriber); empty requires none.")
 	fs.Float64Var(&c.RatePerSecond, "eventgrid-rate", DefaultRatePerSecond, "Deliveries per second accepted after authentication (429 beyond, which Event Grid retries).")
 	fs.IntVar(&c.Burst, "eventgrid-burst", DefaultBurst, "Deliveries accepted at once above the rate.")
 	fs.BoolVar(&c.HandshakeWithoutAuth, "eventgrid-handshake-without-auth", false, "Answer the validation handshakes without authentication (deliveries still need it).")
@@ -72,7 +77,8 @@ func (c *Config) Server(notify func(Notification), log logr.Logger) (*Server, er
 			return nil, fmt.Errorf("--eventgrid-entra-authority-host %q: want an https URL", c.EntraAuthorityHost)
 		}
 		opts.Entra = &EntraOptions{TenantID: c.EntraTenantID, Audiences: list(c.EntraAudiences), AuthorityHost: c.EntraAuthorityHost,
-			AllowedAppIDs: list(c.EntraAllowedAppIDs), HTTPClient: onlyHost(authority.Host)}
+			AllowedAppIDs: list(c.EntraAllowedAppIDs), Issuers: list(c.EntraIssuers), RequiredRole: c.EntraRequiredRole,
+			HTTPClient: onlyHost(authority.Host)}
 	}
 	h, err := New(opts)
 	if err != nil {

@@ -184,7 +184,8 @@ func notificationFrom(typ string, data json.RawMessage) (Notification, error) {
 			return Notification{}, err
 		}
 		n.VaultHost = host
-		vault, _, _ := strings.Cut(host, ".")
+		hostname, _, _ := strings.Cut(host, ":") // a port (a private endpoint, a test vault) is not part of the name
+		vault, _, _ := strings.Cut(hostname, ".")
 		if n.Vault, err = agree(n.Vault, vault, "VaultName and the host of Id differ"); err != nil {
 			return Notification{}, err
 		}
@@ -225,7 +226,9 @@ func parseObjectID(id string) (host, name, version string, err error) {
 		return "", "", "", errors.New("Id is not an https URL")
 	}
 	host = strings.ToLower(u.Host)
-	if len(host) > maxHostLen || strings.IndexFunc(host, func(r rune) bool { return !isHostRune(r) }) >= 0 {
+	hostname, port := strings.ToLower(u.Hostname()), u.Port()
+	if len(host) > maxHostLen || strings.IndexFunc(hostname, func(r rune) bool { return !isHostRune(r) }) >= 0 ||
+		strings.IndexFunc(port, func(r rune) bool { return r < '0' || r > '9' }) >= 0 || host != hostname+portSuffix(port) {
 		return "", "", "", errors.New("invalid host in Id")
 	}
 	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
@@ -237,6 +240,14 @@ func parseObjectID(id string) (host, name, version string, err error) {
 		version = segs[2]
 	}
 	return host, name, version, nil
+}
+
+// portSuffix is ":port", or "" without one.
+func portSuffix(port string) string {
+	if port == "" {
+		return ""
+	}
+	return ":" + port
 }
 
 // validVaultName reports whether s is a Key Vault name: 3-24 letters, digits and hyphens, starting with a letter.

@@ -602,3 +602,21 @@ func FuzzServeHTTP(f *testing.F) {
 		}
 	})
 }
+
+// TestNotificationFromIdWithPort: a vault reached on another port (a private endpoint, a test vault) keeps the port
+// in VaultHost and not in the vault name; anything but digits after the colon is refused.
+func TestNotificationFromIdWithPort(t *testing.T) {
+	data := []byte(`{"Id":"https://localhost:8443/certificates/web/0123abcd","ObjectType":"Certificate","ObjectName":"web"}`)
+	n, err := notificationFrom(TypeCertificateNewVersionCreated, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.VaultHost != "localhost:8443" || n.Vault != "localhost" || n.Certificate != "web" || n.Version != "0123abcd" {
+		t.Errorf("notification %+v", n)
+	}
+	for _, id := range []string{"https://localhost:84x3/certificates/web", "https://kv.vault.azure.net:/certificates/web", "https://a_b.vault.azure.net/certificates/web"} {
+		if _, err := notificationFrom(TypeCertificateNewVersionCreated, []byte(`{"Id":"`+id+`"}`)); err == nil {
+			t.Errorf("Id %s was accepted", id)
+		}
+	}
+}

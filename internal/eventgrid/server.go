@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -38,11 +39,7 @@ func (s *Server) Start(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	if s.CertDir != "" {
-		crt, key := filepath.Join(s.CertDir, "tls.crt"), filepath.Join(s.CertDir, "tls.key")
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(crt, key)
-			return &c, err
-		}}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: (&certReloader{dir: s.CertDir}).get}
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -66,6 +63,36 @@ func (s *Server) Start(ctx context.Context) error {
 		_ = srv.Shutdown(shutdown)
 		return <-errc
 	}
+}
+
+// certReloader serves the key pair of dir, read again at most every certReload: a renewed certificate (a mounted
+// Secret, perhaps one vaultcert keeps) is served without a restart, and handshakes, which anyone can start, do not
+// read and parse the key each time.
+type certReloader struct {
+	dir    string
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	readAt time.Time
+}
+
+const certReload = 10 * time.Second
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert != nil && time.Since(c.readAt) < certReload {
+		return c.cert, nil
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(c.dir, "tls.crt"), filepath.Join(c.dir, "tls.key"))
+	if err != nil {
+		if c.cert != nil {
+			c.readAt = time.Now() // keep serving the last good pair while a Secret update is half written
+			return c.cert, nil
+		}
+		return nil, err
+	}
+	c.cert, c.readAt = &pair, time.Now()
+	return c.cert, nil
 }
 
 // NeedLeaderElection is true: only the leader's controller acts on notifications.

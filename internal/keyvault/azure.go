@@ -26,6 +26,9 @@ const (
 	sdkRetryDelay    = 800 * time.Millisecond
 	sdkMaxRetryDelay = 10 * time.Second
 	sdkTryTimeout    = 30 * time.Second
+	// maxObjectName is Key Vault's limit on object names; maxThumbprintBytes fits any x5t (SHA-1 is 20 bytes).
+	maxObjectName      = 127
+	maxThumbprintBytes = 64
 	// maxPages bounds ListCertificateVersions against a service that never stops returning nextLink.
 	maxPages = 1000
 	// maxVersions bounds what ListCertificateVersions keeps in memory (a certificate renewed daily for 25 years
@@ -294,13 +297,18 @@ func (c *azureClient) ListCertificates(ctx context.Context, limit int) ([]Certif
 			return nil, c.classify(op, err)
 		}
 		for _, item := range page.Value {
-			if item == nil || item.ID == nil || item.ID.Name() == "" {
+			if item == nil || item.ID == nil {
 				continue
+			}
+			name := item.ID.Name()
+			if name == "" || len(name) > maxObjectName || len(item.X509Thumbprint) > maxThumbprintBytes {
+				continue // no real certificate's: not kept, so a hostile page cannot grow the listing
 			}
 			if len(out) == limit {
 				return nil, &TooManyCertificatesError{Max: limit}
 			}
-			it := CertificateItem{Name: item.ID.Name(), Thumbprint: thumbprint(item.X509Thumbprint, nil), Enabled: true}
+			// Copies, so the kept strings do not hold the page's buffers.
+			it := CertificateItem{Name: strings.Clone(name), Thumbprint: thumbprint(item.X509Thumbprint, nil), Enabled: true}
 			if a := item.Attributes; a != nil {
 				it.Enabled = enabled(a.Enabled)
 				it.Updated = derefTime(a.Updated)
@@ -313,12 +321,13 @@ func (c *azureClient) ListCertificates(ctx context.Context, limit int) ([]Certif
 
 // GetSecret implements Client.
 func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Secret, error) {
+	read := func(ctx context.Context) (*Secret, error) { return c.getSecret(ctx, name, version) }
 	if version == "" {
-		return c.getSecret(ctx, name, "") // "the latest" changes with every rotation: never kept
+		// "The latest" changes with every rotation: kept for seconds only, and under the version it named.
+		return c.reads.secret(ctx, readKey(c.id, "GetSecret", name, ""), sharedLatestTTL,
+			func(v string) string { return readKey(c.id, "GetSecret", name, v) }, read)
 	}
-	return c.reads.secret(ctx, readKey(c.id, "GetSecret", name, version), func(ctx context.Context) (*Secret, error) {
-		return c.getSecret(ctx, name, version)
-	})
+	return c.reads.secret(ctx, readKey(c.id, "GetSecret", name, version), sharedSecretTTL, nil, read)
 }
 
 // getSecret is GetSecret without sharing.

@@ -66,7 +66,8 @@ func NewFactory(opts FactoryOptions) *Factory {
 		gov = NewGovernor(GovernorOptions{})
 	}
 	registerMetrics()
-	return &Factory{opts: opts, gov: gov, reads: newSharedReads(nil), entries: map[string]*factoryEntry{}}
+	// Shared reads expire on the governor's clock (tests set it).
+	return &Factory{opts: opts, gov: gov, reads: newSharedReads(gov.opts.Now), entries: map[string]*factoryEntry{}}
 }
 
 // Governor returns the governor every client of this factory passes, so the controller can ask

@@ -19,6 +19,10 @@ const (
 	// sharedSecretTTL is how long a version's key material is reused: VaultCertificates in many namespaces that
 	// name one certificate through one connection are usually reconciled within seconds of each other.
 	sharedSecretTTL = 30 * time.Second
+	// sharedLatestTTL is how long "the latest version" read by a first sync is reused: long enough for
+	// VaultCertificates created together in many namespaces, short enough that a rotation meanwhile is only
+	// missed by syncs that then see it at their next look.
+	sharedLatestTTL = 5 * time.Second
 	// sharedMaxBytes bounds the key material kept over all connections; sharedMaxEntries the entries.
 	sharedMaxBytes   = 32 << 20
 	sharedMaxEntries = 4096
@@ -90,15 +94,20 @@ func (s *sharedReads) do(ctx context.Context, key string, read func(context.Cont
 	}
 }
 
-// secret returns a kept read of key, else reads it once for concurrent callers and keeps it.
-func (s *sharedReads) secret(ctx context.Context, key string, read func(context.Context) (*Secret, error)) (*Secret, error) {
+// secret returns a kept read of key, else reads it once for concurrent callers and keeps it for ttl; a read of
+// the latest version (versionKey set) is also kept under its exact version, for sharedSecretTTL.
+func (s *sharedReads) secret(ctx context.Context, key string, ttl time.Duration, versionKey func(version string) string,
+	read func(context.Context) (*Secret, error)) (*Secret, error) {
 	if kept, ok := s.kept(key); ok {
 		return kept, nil
 	}
 	v, err := s.do(ctx, key, func(ctx context.Context) (any, error) {
 		sec, err := read(ctx)
 		if err == nil {
-			s.keep(key, sec)
+			s.keep(key, sec, ttl)
+			if versionKey != nil {
+				s.keep(versionKey(sec.Version), sec, sharedSecretTTL)
+			}
 		}
 		return sec, err
 	})
@@ -114,13 +123,18 @@ func (s *sharedReads) kept(key string) (*Secret, bool) {
 	defer s.mu.Unlock()
 	s.expireLocked()
 	if el, ok := s.entries[key]; ok {
-		cp := el.Value.(*sharedSecret).secret
+		e := el.Value.(*sharedSecret)
+		if !s.now().Before(e.expires) {
+			s.removeLocked(el) // a short-lived entry behind a longer-lived one
+			return nil, false
+		}
+		cp := e.secret
 		return &cp, true
 	}
 	return nil, false
 }
 
-func (s *sharedReads) keep(key string, sec *Secret) {
+func (s *sharedReads) keep(key string, sec *Secret, ttl time.Duration) {
 	size := len(sec.Value) + len(key)
 	if len(sec.Value) > sharedMaxValue {
 		return
@@ -134,11 +148,17 @@ func (s *sharedReads) keep(key string, sec *Secret) {
 	for s.order.Len() > 0 && (s.bytes+size > sharedMaxBytes || s.order.Len() >= sharedMaxEntries) {
 		s.removeLocked(s.order.Front())
 	}
-	s.entries[key] = s.order.PushBack(&sharedSecret{key: key, secret: *sec, expires: s.now().Add(sharedSecretTTL)})
+	s.entries[key] = s.order.PushBack(&sharedSecret{key: key, secret: *sec, expires: s.now().Add(ttl)})
 	s.bytes += size
+	// Key material leaves memory at its TTL even when nothing reads the cache again (an idle controller).
+	time.AfterFunc(sharedSecretTTL+time.Second, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.expireLocked()
+	})
 }
 
-// expireLocked drops expired entries; they expire in insertion order, all with the same TTL.
+// expireLocked drops expired entries from the front (roughly oldest first; kept checks each entry's own expiry).
 func (s *sharedReads) expireLocked() {
 	now := s.now()
 	for el := s.order.Front(); el != nil && !now.Before(el.Value.(*sharedSecret).expires); el = s.order.Front() {

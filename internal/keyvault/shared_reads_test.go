@@ -46,13 +46,22 @@ func TestSharedReadsReadAVersionOnce(t *testing.T) {
 	if n := e.s.CountFor(fakevault.OpGetSecret, "web"); n != 2 {
 		t.Errorf("another connection must read for itself: %d reads, want 2", n)
 	}
-	for range 2 {
-		if _, err := c.GetSecret(ctx, "web", ""); err != nil {
-			t.Fatal(err)
+	// "The latest" is kept for seconds only: a rotation is seen once that has passed.
+	for range 3 {
+		if s, err := c.GetSecret(ctx, "web", ""); err != nil || s.Version != v.Version {
+			t.Fatalf("latest: %v %v", s, err)
 		}
 	}
-	if n := e.s.CountFor(fakevault.OpGetSecret, "web"); n != 4 {
-		t.Errorf("the latest version must be read each time: %d reads, want 4", n)
+	if n := e.s.CountFor(fakevault.OpGetSecret, "web"); n != 3 {
+		t.Errorf("reads of the latest version within seconds: %d in all, want 3 (one more)", n)
+	}
+	v2, err := e.s.Rotate("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(sharedLatestTTL)
+	if s, err := c.GetSecret(ctx, "web", ""); err != nil || s.Version != v2.Version {
+		t.Errorf("after the rotation and %s the latest is %v (%v), want %s", sharedLatestTTL, s, err, v2.Version)
 	}
 }
 
@@ -68,7 +77,7 @@ func TestSharedReadsExpireAndStayBounded(t *testing.T) {
 	}
 	ctx := context.Background()
 	for range 3 {
-		if _, err := s.secret(ctx, readKey(1, "GetSecret", "web", "v1"), read); err != nil {
+		if _, err := s.secret(ctx, readKey(1, "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,11 +85,11 @@ func TestSharedReadsExpireAndStayBounded(t *testing.T) {
 		t.Fatalf("%d reads within the TTL, want 1", reads)
 	}
 	now = now.Add(sharedSecretTTL)
-	if _, err := s.secret(ctx, readKey(1, "GetSecret", "web", "v1"), read); err != nil || reads != 2 {
+	if _, err := s.secret(ctx, readKey(1, "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil || reads != 2 {
 		t.Fatalf("after the TTL the version is read again: %d reads (%v)", reads, err)
 	}
 	for i := range 200 {
-		if _, err := s.secret(ctx, readKey(uint64(i+2), "GetSecret", "web", "v1"), read); err != nil {
+		if _, err := s.secret(ctx, readKey(uint64(i+2), "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil {
 			t.Fatal(err)
 		}
 	}
