@@ -160,29 +160,24 @@ type entry struct {
 
 // NewRegistry returns an empty registry; Start gives it the context its listings run under.
 func NewRegistry(opts Options) *Registry {
-	if opts.MaxCertificates <= 0 {
-		opts.MaxCertificates = DefaultMaxCertificates
-	}
-	if opts.MaxTotal <= 0 {
-		opts.MaxTotal = DefaultMaxTotal
-	}
-	if opts.ListTimeout <= 0 {
-		opts.ListTimeout = DefaultListTimeout
-	}
-	if opts.RetryRefused <= 0 {
-		opts.RetryRefused = DefaultRetryRefused
-	}
-	if opts.RetryFailed <= 0 {
-		opts.RetryFailed = DefaultRetryFailed
-	}
-	if opts.MaxConcurrent <= 0 {
-		opts.MaxConcurrent = DefaultMaxConcurrent
-	}
+	positiveOr(&opts.MaxCertificates, DefaultMaxCertificates)
+	positiveOr(&opts.MaxTotal, DefaultMaxTotal)
+	positiveOr(&opts.ListTimeout, DefaultListTimeout)
+	positiveOr(&opts.RetryRefused, DefaultRetryRefused)
+	positiveOr(&opts.RetryFailed, DefaultRetryFailed)
+	positiveOr(&opts.MaxConcurrent, DefaultMaxConcurrent)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return &Registry{opts: opts, events: make(chan event.GenericEvent, 1024), slots: make(chan struct{}, opts.MaxConcurrent),
 		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}, notified: map[types.NamespacedName]string{}}
+}
+
+// positiveOr sets *v to def unless it is positive.
+func positiveOr[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Start records the context listings run under and waits for it to end (a manager Runnable).
