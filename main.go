@@ -135,8 +135,12 @@ func main() {
 		changes = changefeed.NewRegistry(changefeed.Options{MaxCertificates: listingMaxCertificates, MaxTotal: listingMaxTotal})
 		utilruntime.Must(mgr.Add(changes))
 	}
-	if events.Addr != "" && changes == nil {
+	switch {
+	case events.Addr != "" && changes == nil:
 		log.Error(nil, "--eventgrid-bind-address needs --vault-listing: certificate events wake VaultCertificates through it")
+		os.Exit(1)
+	case events.Addr != "" && shards.Count > 1:
+		log.Error(nil, "--eventgrid-bind-address with --shard-count > 1 is not supported yet: a shard would acknowledge events for another shard's certificates")
 		os.Exit(1)
 	}
 	webhook, err := events.Server(func(n eventgrid.Notification) {
