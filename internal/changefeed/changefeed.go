@@ -125,8 +125,18 @@ type Registry struct {
 	total    int // listing entries kept over all feeds
 	// notified are VaultCertificates a certificate event named since they last asked: their next Check says
 	// Changed. Only interested VaultCertificates are marked, so it is bounded like interest.
-	notified map[types.NamespacedName]string // the version the event named ("" when it named none)
+	notified map[types.NamespacedName]notice
 }
+
+// notice is a certificate event not yet acted on: the version it named ("" when none), and until when it holds.
+type notice struct {
+	version string
+	until   time.Time
+}
+
+// noticeTTL is how long an event's mark makes a VaultCertificate read its certificate until it holds the version the
+// event named: a read that failed (throttled) is retried, and a version that never comes stops costing reads.
+const noticeTTL = 5 * time.Minute
 
 // interest is the certificate one VaultCertificate last asked about.
 type interest struct{ connection, name string }
@@ -170,7 +180,7 @@ func NewRegistry(opts Options) *Registry {
 		opts.Now = time.Now
 	}
 	return &Registry{opts: opts, events: make(chan event.GenericEvent, 1024), slots: make(chan struct{}, opts.MaxConcurrent),
-		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}, notified: map[types.NamespacedName]string{}}
+		feeds: map[string]*feed{}, interest: map[types.NamespacedName]interest{}, notified: map[types.NamespacedName]notice{}}
 }
 
 // positiveOr sets *v to def unless it is positive.
@@ -219,13 +229,18 @@ func (r *Registry) Check(q Query) Answer {
 	}
 	name := strings.ToLower(q.Certificate)
 	r.registerLocked(q.Who, q.Connection, name)
-	if version, ok := r.notified[q.Who]; ok {
-		delete(r.notified, q.Who)
-		if version == "" || !strings.EqualFold(version, q.Version) {
-			return Answer{Verdict: Changed} // a certificate event named it: read it now, whatever the listing says
+	now := r.opts.Now()
+	if n, ok := r.notified[q.Who]; ok {
+		switch {
+		case n.version == "":
+			delete(r.notified, q.Who)
+			return Answer{Verdict: Changed} // an event without a version: one read
+		case strings.EqualFold(n.version, q.Version) || !now.Before(n.until):
+			delete(r.notified, q.Who) // the version is held, or it never came
+		default:
+			return Answer{Verdict: Changed} // read it now, whatever the listing says, until the version is held
 		}
 	}
-	now := r.opts.Now()
 	switch {
 	case f.why != "" && now.Before(f.retryAt):
 		return Answer{Verdict: Unavailable, Why: f.why}
@@ -334,7 +349,7 @@ func (r *Registry) Notify(vaultHost, vaultName, certificate, version string) int
 			continue
 		}
 		for who := range f.interested[name] {
-			r.notified[who] = version
+			r.notified[who] = notice{version: version, until: r.opts.Now().Add(noticeTTL)}
 			wake = append(wake, who)
 		}
 	}

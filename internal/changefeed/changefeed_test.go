@@ -348,3 +348,36 @@ func TestEventForTheVersionHeldChangesNothing(t *testing.T) {
 		t.Errorf("an event for the version held: verdict %v, want Unchanged", a.Verdict)
 	}
 }
+
+// TestEventMarkLastsUntilTheVersionIsHeld: an event's mark survives a read that failed (the next look reads again),
+// ends once the VaultCertificate holds the version, and ends anyway after noticeTTL (a version that never comes).
+func TestEventMarkLastsUntilTheVersionIsHeld(t *testing.T) {
+	e := newEnv(t, 1, Options{})
+	q := e.query("conn", e.kv, "cert-000", true)
+	q.Version = "v1"
+	e.reg.Check(q)
+	e.woken(1)
+	host, _ := keyvault.VaultHost(e.kv.VaultURL())
+	q.MayList = false
+	e.reg.Notify(host, "", "cert-000", "v2")
+	e.woken(1)
+	for i := range 2 { // the first read failed: the mark holds
+		if a := e.reg.Check(q); a.Verdict != Changed {
+			t.Fatalf("look %d before v2 is held: verdict %v, want Changed", i, a.Verdict)
+		}
+	}
+	q.Version, q.Thumbprint = "v2", "no-longer-the-listed-one"
+	if a := e.reg.Check(q); a.Verdict == Waiting {
+		t.Fatalf("verdict %v", a.Verdict)
+	}
+	q.Version, q.Thumbprint = "v1", e.thumbs["cert-000"]
+	if a := e.reg.Check(q); a.Verdict != Unchanged {
+		t.Errorf("after v2 was held the mark is gone: verdict %v, want Unchanged from the listing", a.Verdict)
+	}
+	e.reg.Notify(host, "", "cert-000", "never-comes")
+	e.woken(1)
+	e.advance(noticeTTL)
+	if a := e.reg.Check(q); a.Verdict == Changed {
+		t.Errorf("a mark older than %s still asks for reads", noticeTTL)
+	}
+}
