@@ -344,16 +344,15 @@ func (r *VaultCertificateReconciler) versionToHold(ctx context.Context, run *syn
 		}
 		cert = issued.cert
 	} else {
-		read := run.kv.GetCertificate
+		var err error
 		if run.cached == nil && run.secret == nil {
 			// No Secret yet: the secret bundle alone names the version and carries the chain and the key, so a
 			// first sync is one call. A disabled (or still pending) version answers 403 there too.
-			read = func(ctx context.Context, name, version string) (*keyvault.Certificate, error) {
-				return r.fetchKeyMaterial(ctx, run)
-			}
+			cert, err = r.fetchKeyMaterial(ctx, run)
+		} else {
+			cert, err = run.kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
 		}
-		var err error
-		if cert, err = read(ctx, vc.Spec.CertificateName, vc.Spec.Version); err != nil {
+		if err != nil {
 			return nil, failedWith(classify(err, run.what))
 		}
 	}
@@ -436,17 +435,12 @@ func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certifi
 // certificate itself. The policy is not read, so status.renewalTime assumes two thirds of the lifetime until a
 // later read of the metadata (a new version, a refresh request) brings Key Vault's lifetime action.
 func (r *VaultCertificateReconciler) fetchKeyMaterial(ctx context.Context, run *syncRun) (*keyvault.Certificate, error) {
-	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, run.vc.Spec.Version)
+	fetched, err := r.readBundle(ctx, run, run.vc.Spec.Version)
 	if err != nil {
 		return nil, err
 	}
-	bundle, err := pki.Decode(kvSecret.ContentType, kvSecret.Value)
-	if err != nil {
-		return nil, err
-	}
-	run.fetched = &fetchedBundle{version: kvSecret.Version, bundle: bundle}
-	leaf := bundle.Leaf
-	return &keyvault.Certificate{Name: run.vc.Spec.CertificateName, Version: kvSecret.Version, Thumbprint: pki.Thumbprint(leaf),
+	leaf := fetched.bundle.Leaf
+	return &keyvault.Certificate{Name: run.vc.Spec.CertificateName, Version: fetched.version, Thumbprint: pki.Thumbprint(leaf),
 		CER: leaf.Raw, Enabled: true, NotBefore: leaf.NotBefore, Expires: leaf.NotAfter}, nil
 }
 
@@ -456,7 +450,21 @@ func (r *VaultCertificateReconciler) keyMaterial(ctx context.Context, run *syncR
 	if run.fetched != nil && run.fetched.version == cert.Version {
 		return run.fetched.bundle, nil
 	}
-	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, cert.Version)
+	fetched, err := r.readBundle(ctx, run, cert.Version)
+	if err != nil {
+		return nil, err
+	}
+	if leaf := fetched.bundle.Leaf; cert.Thumbprint != "" && pki.Thumbprint(leaf) != cert.Thumbprint {
+		return nil, fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
+			pki.Thumbprint(leaf), cert.Thumbprint, pki.ErrKeyMismatch)
+	}
+	return fetched.bundle, nil
+}
+
+// readBundle reads and decodes the secret bundle of version ("" is the latest, named by the answer) and keeps it
+// in the run.
+func (r *VaultCertificateReconciler) readBundle(ctx context.Context, run *syncRun, version string) (*fetchedBundle, error) {
+	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, version)
 	if err != nil {
 		return nil, err
 	}
@@ -464,11 +472,8 @@ func (r *VaultCertificateReconciler) keyMaterial(ctx context.Context, run *syncR
 	if err != nil {
 		return nil, err
 	}
-	if cert.Thumbprint != "" && pki.Thumbprint(bundle.Leaf) != cert.Thumbprint {
-		return nil, fmt.Errorf("the secret's certificate (thumbprint %s) is not the certificate's (thumbprint %s): %w",
-			pki.Thumbprint(bundle.Leaf), cert.Thumbprint, pki.ErrKeyMismatch)
-	}
-	return bundle, nil
+	run.fetched = &fetchedBundle{version: kvSecret.Version, bundle: bundle}
+	return run.fetched, nil
 }
 
 // writeSecret validates the key material of exactly cert.Version and writes the Secret, returning its new

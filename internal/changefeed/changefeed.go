@@ -230,16 +230,8 @@ func (r *Registry) Check(q Query) Answer {
 	name := strings.ToLower(q.Certificate)
 	r.registerLocked(q.Who, q.Connection, name)
 	now := r.opts.Now()
-	if n, ok := r.notified[q.Who]; ok {
-		switch {
-		case n.version == "":
-			delete(r.notified, q.Who)
-			return Answer{Verdict: Changed} // an event without a version: one read
-		case strings.EqualFold(n.version, q.Version) || !now.Before(n.until):
-			delete(r.notified, q.Who) // the version is held, or it never came
-		default:
-			return Answer{Verdict: Changed} // read it now, whatever the listing says, until the version is held
-		}
+	if r.noticedLocked(q, now) {
+		return Answer{Verdict: Changed} // a certificate event named it: read it now, whatever the listing says
 	}
 	switch {
 	case f.why != "" && now.Before(f.retryAt):
@@ -253,19 +245,41 @@ func (r *Registry) Check(q Query) Answer {
 	if !q.MayList {
 		return Answer{Verdict: Unavailable, Why: "no recent listing"}
 	}
-	f.waiters[q.Who] = struct{}{}
-	if !f.listing {
-		limit := min(r.opts.MaxCertificates, r.opts.MaxTotal-r.total+len(f.entries))
-		if limit <= 0 {
-			// Nothing would be kept: do not fetch it at all.
-			f.why, f.retryAt = describe(errOverBudget), now.Add(r.opts.RetryRefused)
-			delete(f.waiters, q.Who)
-			return Answer{Verdict: Unavailable, Why: f.why}
-		}
-		f.listing, f.revision = true, q.Revision
-		go r.list(r.ctx, q.Connection, f, q.Client, limit)
+	if !f.listing && !r.startListingLocked(q, f) {
+		return Answer{Verdict: Unavailable, Why: f.why}
 	}
+	f.waiters[q.Who] = struct{}{}
 	return Answer{Verdict: Waiting}
+}
+
+// noticedLocked reports whether a certificate event asks q's VaultCertificate to read its certificate now: an event
+// without a version once, one naming a version until the VaultCertificate holds it or noticeTTL has passed.
+func (r *Registry) noticedLocked(q Query, now time.Time) bool {
+	n, ok := r.notified[q.Who]
+	switch {
+	case !ok:
+		return false
+	case n.version == "":
+		delete(r.notified, q.Who)
+		return true
+	case strings.EqualFold(n.version, q.Version) || !now.Before(n.until):
+		delete(r.notified, q.Who) // the version is held, or it never came
+		return false
+	}
+	return true
+}
+
+// startListingLocked starts a listing of f's vault through q's client, limited to what is left of the budget; false
+// (with f.why) when nothing would be kept, so nothing is fetched.
+func (r *Registry) startListingLocked(q Query, f *feed) bool {
+	limit := min(r.opts.MaxCertificates, r.opts.MaxTotal-r.total+len(f.entries))
+	if limit <= 0 {
+		r.refuseLocked(f, errOverBudget)
+		return false
+	}
+	f.listing, f.revision = true, q.Revision
+	go r.list(r.ctx, q.Connection, f, q.Client, limit)
+	return true
 }
 
 // maxAge is how old a listing may be to answer a caller whose refresh interval is interval: never less than twice
@@ -435,7 +449,7 @@ func (r *Registry) list(ctx context.Context, connection string, f *feed, kv keyv
 	f.waiters = map[types.NamespacedName]struct{}{}
 	next, err := r.entriesLocked(f, items, err)
 	if err != nil {
-		f.why, f.retryAt = describe(err), r.opts.Now().Add(r.retryAfter(err))
+		r.refuseLocked(f, err)
 		r.total -= len(f.entries)
 		f.entries, f.listedAt = nil, time.Time{}
 	} else {
@@ -478,28 +492,24 @@ func (r *Registry) entriesLocked(f *feed, items []keyvault.CertificateItem, err 
 	return next, nil
 }
 
-// retryAfter is how long a failed listing leaves the connection on per-certificate reads.
-func (r *Registry) retryAfter(err error) time.Duration {
+// refuseLocked records why f's listing cannot answer and until when its certificates are read one by one: a
+// refusal (no list permission, a vault too large, the budget spent) for RetryRefused, any other failure for
+// RetryFailed. The reason is for the connection's status.
+func (r *Registry) refuseLocked(f *feed, err error) {
+	const perCertificate = "; each certificate is read on its own at every refresh"
 	var forbidden *keyvault.ForbiddenError
 	var tooMany *keyvault.TooManyCertificatesError
-	if errors.As(err, &forbidden) || errors.As(err, &tooMany) || errors.Is(err, errOverBudget) {
-		return r.opts.RetryRefused
-	}
-	return r.opts.RetryFailed
-}
-
-// describe says why a listing cannot answer, for the connection's status.
-func describe(err error) string {
-	var forbidden *keyvault.ForbiddenError
-	var tooMany *keyvault.TooManyCertificatesError
+	retry := r.opts.RetryRefused
 	switch {
 	case errors.As(err, &forbidden):
-		return "the identity may not list the vault's certificates (" + forbidden.Error() + "); each certificate is read on its own at every refresh: assign 'Key Vault Certificate User' on the vault to let one list serve them all"
+		f.why = "the identity may not list the vault's certificates (" + forbidden.Error() + ")" + perCertificate +
+			": assign 'Key Vault Certificate User' on the vault to let one list serve them all"
 	case errors.As(err, &tooMany):
-		return tooMany.Error() + "; each certificate is read on its own at every refresh"
+		f.why = tooMany.Error() + perCertificate
 	case errors.Is(err, errOverBudget):
-		return errOverBudget.Error() + "; each certificate is read on its own at every refresh"
+		f.why = errOverBudget.Error() + perCertificate
 	default:
-		return "listing the vault's certificates failed (" + err.Error() + "); each certificate is read on its own until it is tried again"
+		f.why, retry = "listing the vault's certificates failed ("+err.Error()+"); each certificate is read on its own until it is tried again", r.opts.RetryFailed
 	}
+	f.retryAt = r.opts.Now().Add(retry)
 }

@@ -164,7 +164,7 @@ func (c *azureClient) classify(operation string, err error) error {
 
 // GetCertificate implements Client.
 func (c *azureClient) GetCertificate(ctx context.Context, name, version string) (*Certificate, error) {
-	return c.reads.certificate(ctx, readKey(c.id, "GetCertificate", name, version), func(ctx context.Context) (*Certificate, error) {
+	return c.reads.certificate(ctx, keyOf(c.id, "GetCertificate", name, version), func(ctx context.Context) (*Certificate, error) {
 		return c.getCertificate(ctx, name, version)
 	})
 }
@@ -324,10 +324,10 @@ func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Sec
 	read := func(ctx context.Context) (*Secret, error) { return c.getSecret(ctx, name, version) }
 	if version == "" {
 		// "The latest" changes with every rotation: kept for seconds only, and under the version it named.
-		return c.reads.secret(ctx, readKey(c.id, "GetSecret", name, ""), sharedLatestTTL,
-			func(v string) string { return readKey(c.id, "GetSecret", name, v) }, read)
+		return c.reads.secret(ctx, keyOf(c.id, "GetSecret", name, ""), sharedLatestTTL,
+			func(v string) readKey { return keyOf(c.id, "GetSecret", name, v) }, read)
 	}
-	return c.reads.secret(ctx, readKey(c.id, "GetSecret", name, version), sharedSecretTTL, nil, read)
+	return c.reads.secret(ctx, keyOf(c.id, "GetSecret", name, version), sharedSecretTTL, nil, read)
 }
 
 // getSecret is GetSecret without sharing.

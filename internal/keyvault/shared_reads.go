@@ -39,14 +39,14 @@ type sharedReads struct {
 	now    func() time.Time
 
 	mu      sync.Mutex
-	entries map[string]*list.Element // of *sharedSecret, oldest first in order
+	entries map[readKey]*list.Element // of *sharedSecret, oldest first in order
 	order   list.List
 	bytes   int
 }
 
 // sharedSecret is one kept read.
 type sharedSecret struct {
-	key     string
+	key     readKey
 	secret  Secret
 	expires time.Time
 }
@@ -55,19 +55,30 @@ func newSharedReads(now func() time.Time) *sharedReads {
 	if now == nil {
 		now = time.Now
 	}
-	return &sharedReads{now: now, entries: map[string]*list.Element{}}
+	return &sharedReads{now: now, entries: map[readKey]*list.Element{}}
 }
 
-// opOf is the operation a readKey names.
-func opOf(key string) string { return strings.SplitN(key, "/", 3)[1] }
+// readKey names one read of one client; names and versions are case-insensitive, as Key Vault's are.
+type readKey struct {
+	client            uint64
+	op, name, version string
+}
 
-// readKey names one read of one client.
-func readKey(client uint64, op, name, version string) string {
-	return strconv.FormatUint(client, 10) + "/" + op + "/" + strings.ToLower(name) + "/" + strings.ToLower(version)
+// keyOf is the readKey of op on name and version through client.
+func keyOf(client uint64, op, name, version string) readKey {
+	return readKey{client: client, op: op, name: strings.ToLower(name), version: strings.ToLower(version)}
+}
+
+// size is what the key costs in the byte budget.
+func (k readKey) size() int { return len(k.op) + len(k.name) + len(k.version) + 8 }
+
+// String is the key's singleflight form.
+func (k readKey) String() string {
+	return strconv.FormatUint(k.client, 10) + "/" + k.op + "/" + k.name + "/" + k.version
 }
 
 // certificate runs read once for concurrent identical calls; each caller gets its own copy.
-func (s *sharedReads) certificate(ctx context.Context, key string, read func(context.Context) (*Certificate, error)) (*Certificate, error) {
+func (s *sharedReads) certificate(ctx context.Context, key readKey, read func(context.Context) (*Certificate, error)) (*Certificate, error) {
 	v, err := s.do(ctx, key, func(ctx context.Context) (any, error) { return read(ctx) })
 	if err != nil {
 		return nil, err
@@ -80,8 +91,8 @@ const sharedReadTimeout = 2 * time.Minute
 
 // do runs read once for concurrent calls of key. The read outlives a caller that gives up (its context ends:
 // that caller gets the context's error at once), so the others still get the answer.
-func (s *sharedReads) do(ctx context.Context, key string, read func(context.Context) (any, error)) (any, error) {
-	ch := s.flight.DoChan(key, func() (any, error) {
+func (s *sharedReads) do(ctx context.Context, key readKey, read func(context.Context) (any, error)) (any, error) {
+	ch := s.flight.DoChan(key.String(), func() (any, error) {
 		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedReadTimeout)
 		defer cancel()
 		return read(readCtx)
@@ -90,13 +101,13 @@ func (s *sharedReads) do(ctx context.Context, key string, read func(context.Cont
 	case res := <-ch:
 		return res.Val, res.Err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("Key Vault %s: %w", opOf(key), ctx.Err())
+		return nil, fmt.Errorf("Key Vault %s: %w", key.op, ctx.Err())
 	}
 }
 
 // secret returns a kept read of key, else reads it once for concurrent callers and keeps it for ttl; a read of
 // the latest version (versionKey set) is also kept under its exact version, for sharedSecretTTL.
-func (s *sharedReads) secret(ctx context.Context, key string, ttl time.Duration, versionKey func(version string) string,
+func (s *sharedReads) secret(ctx context.Context, key readKey, ttl time.Duration, versionKey func(version string) readKey,
 	read func(context.Context) (*Secret, error)) (*Secret, error) {
 	if kept, ok := s.kept(key); ok {
 		return kept, nil
@@ -118,7 +129,7 @@ func (s *sharedReads) secret(ctx context.Context, key string, ttl time.Duration,
 	return &cp, nil
 }
 
-func (s *sharedReads) kept(key string) (*Secret, bool) {
+func (s *sharedReads) kept(key readKey) (*Secret, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked()
@@ -134,8 +145,8 @@ func (s *sharedReads) kept(key string) (*Secret, bool) {
 	return nil, false
 }
 
-func (s *sharedReads) keep(key string, sec *Secret, ttl time.Duration) {
-	size := len(sec.Value) + len(key)
+func (s *sharedReads) keep(key readKey, sec *Secret, ttl time.Duration) {
+	size := len(sec.Value) + key.size()
 	if len(sec.Value) > sharedMaxValue {
 		return
 	}
@@ -169,17 +180,16 @@ func (s *sharedReads) expireLocked() {
 func (s *sharedReads) removeLocked(el *list.Element) {
 	e := s.order.Remove(el).(*sharedSecret)
 	delete(s.entries, e.key)
-	s.bytes -= len(e.secret.Value) + len(e.key)
+	s.bytes -= len(e.secret.Value) + e.key.size()
 }
 
 // forgetClient drops what a replaced or forgotten client kept.
 func (s *sharedReads) forgetClient(client uint64) {
-	prefix := strconv.FormatUint(client, 10) + "/"
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for el := s.order.Front(); el != nil; {
 		next := el.Next()
-		if strings.HasPrefix(el.Value.(*sharedSecret).key, prefix) {
+		if el.Value.(*sharedSecret).key.client == client {
 			s.removeLocked(el)
 		}
 		el = next

@@ -77,7 +77,7 @@ func TestSharedReadsExpireAndStayBounded(t *testing.T) {
 	}
 	ctx := context.Background()
 	for range 3 {
-		if _, err := s.secret(ctx, readKey(1, "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil {
+		if _, err := s.secret(ctx, keyOf(1, "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,11 +85,11 @@ func TestSharedReadsExpireAndStayBounded(t *testing.T) {
 		t.Fatalf("%d reads within the TTL, want 1", reads)
 	}
 	now = now.Add(sharedSecretTTL)
-	if _, err := s.secret(ctx, readKey(1, "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil || reads != 2 {
+	if _, err := s.secret(ctx, keyOf(1, "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil || reads != 2 {
 		t.Fatalf("after the TTL the version is read again: %d reads (%v)", reads, err)
 	}
 	for i := range 200 {
-		if _, err := s.secret(ctx, readKey(uint64(i+2), "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil {
+		if _, err := s.secret(ctx, keyOf(uint64(i+2), "GetSecret", "web", "v1"), sharedSecretTTL, nil, read); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,7 +97,7 @@ func TestSharedReadsExpireAndStayBounded(t *testing.T) {
 		t.Errorf("%d bytes kept (bound %d), %d entries / %d in order", s.bytes, sharedMaxBytes, len(s.entries), s.order.Len())
 	}
 	s.forgetClient(201)
-	if _, ok := s.kept(readKey(201, "GetSecret", "web", "v1")); ok {
+	if _, ok := s.kept(keyOf(201, "GetSecret", "web", "v1")); ok {
 		t.Error("a forgotten client's reads are still kept")
 	}
 }
