@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,7 @@ import (
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
+	"github.com/vaultcert/vaultcert/internal/changefeed"
 	"github.com/vaultcert/vaultcert/internal/fakevault"
 	"github.com/vaultcert/vaultcert/internal/keyvault"
 )
@@ -162,11 +165,15 @@ func chaosConfig(t *testing.T) (certs int, chaos time.Duration, seed uint64) {
 type chaosController struct {
 	cancel context.CancelFunc
 	done   chan error
+	// changes answers refreshes from vault listings and takes the chaos's certificate events, as in production.
+	changes *changefeed.Registry
 }
 
-// startChaosController starts a controller against the chaos API server.
-func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
+// startChaosController starts a controller against the chaos API server whose clock runs ahead by skew: a
+// controller started hours later finds every refresh due by the clock, which the vault listing answers.
+func startChaosController(t *testing.T, cfg *rest.Config, skew time.Duration) *chaosController {
 	t.Helper()
+	now := func() time.Time { return time.Now().Add(skew) }
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  controllers.CacheOptions(nil),
@@ -182,6 +189,10 @@ func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
 		t.Fatal(err)
 	}
 	factory := keyvault.NewFactory(keyvault.FactoryOptions{})
+	changes := changefeed.NewRegistry(changefeed.Options{Now: now})
+	if err := mgr.Add(changes); err != nil {
+		t.Fatal(err)
+	}
 	if err := (&controllers.VaultCertificateReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
@@ -189,6 +200,8 @@ func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
 		Factory:       factory,
 		HostPolicy:    loopbackHostPolicy(),
 		TerminalRetry: 2 * time.Second,
+		Now:           now,
+		Changes:       changes,
 	}).SetupWithManager(mgr, controller.Options{
 		MaxConcurrentReconciles: 8,
 		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 3*time.Second),
@@ -202,7 +215,7 @@ func startChaosController(t *testing.T, cfg *rest.Config) *chaosController {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &chaosController{cancel: cancel, done: make(chan error, 1)}
+	c := &chaosController{cancel: cancel, done: make(chan error, 1), changes: changes}
 	go func() { c.done <- mgr.Start(ctx) }()
 	return c
 }
@@ -364,6 +377,9 @@ type chaosMonkey struct {
 	log map[string]int // what was injected, by kind
 	// corrupt holds the certificates whose latest version has a key that does not match.
 	corrupt map[string]bool
+	// events is the running controller's change registry (nil while it is stopped): half the rotations are
+	// announced to it as an Event Grid delivery would be, instead of a user's refresh annotation.
+	events atomic.Pointer[changefeed.Registry]
 }
 
 // chaosCert locates one VaultCertificate and its Key Vault certificate.
@@ -396,7 +412,7 @@ func (m *chaosMonkey) run(ctx context.Context) {
 			}
 			limitUntil = time.Now().Add(time.Duration(1000+m.rng.IntN(3000)) * time.Millisecond)
 		}
-		ops := []string{fakevault.OpGetCertificate, fakevault.OpGetSecret, ""}
+		ops := []string{fakevault.OpGetCertificate, fakevault.OpGetSecret, fakevault.OpListCertificates, ""}
 		op := ops[m.rng.IntN(len(ops))]
 		times := 1 + m.rng.IntN(3)
 		// Per tick (10-12 a second): a fault about one time in four, so a share of the requests fail, not all of
@@ -459,6 +475,13 @@ func (m *chaosMonkey) rotate(vc chaosCert, corrupt bool) {
 		m.corrupt[vc.cert] = true
 		m.count("rotation with a corrupt key")
 	}
+	if events := m.events.Load(); events != nil && m.rng.IntN(2) == 0 {
+		u, _ := url.Parse(m.srv.URL())
+		if events.Notify(u.Host, "", vc.cert, v.Version) > 0 {
+			m.count("rotation announced by an event")
+			return
+		}
+	}
 	m.refresh(vc)
 }
 
@@ -473,7 +496,9 @@ func (m *chaosMonkey) refresh(vc chaosCert) {
 }
 
 // TestChaos runs many VaultCertificates on one vault that throttles, fails, hangs, lies and rotates at random,
-// restarts the controller in the middle, and checks every Secret state ever written: never empty, key matching
+// restarts the controller in the middle (the new one two hours ahead, so vault listings answer its due refreshes,
+// and half the rotations announced by certificate events instead of refresh annotations), and checks every
+// Secret state ever written: never empty, key matching
 // the leaf, chain verifying against ca.crt, never an older version than the Secret already held. At the end
 // every VaultCertificate is Ready at its certificate's latest (good) version.
 //
@@ -539,7 +564,7 @@ func TestChaos(t *testing.T) {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := watcher.watch(watchCtx, t, cs, list.ResourceVersion)
 
-	ctl := startChaosController(t, cfg)
+	ctl := startChaosController(t, cfg, 0)
 	defer func() {
 		if ctl != nil {
 			ctl.stop(t)
@@ -562,6 +587,7 @@ func TestChaos(t *testing.T) {
 	// Chaos, with a controller restart in the middle: stopped while the vault keeps changing, then a new one.
 	srv.SetLimitWindow(time.Second)
 	monkey := &chaosMonkey{t: t, rng: rng, srv: srv, k8s: kc, vcs: vcs, log: map[string]int{}, corrupt: map[string]bool{}}
+	monkey.events.Store(ctl.changes)
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	monkeyDone := make(chan struct{})
 	go func() { defer close(monkeyDone); monkey.run(chaosCtx) }()
@@ -573,10 +599,13 @@ func TestChaos(t *testing.T) {
 	}
 	time.Sleep(chaosFor / 2)
 	progress("controller stopped")
+	monkey.events.Store(nil)
 	ctl.stop(t)
 	ctl = nil
 	time.Sleep(2 * time.Second)
-	ctl = startChaosController(t, cfg)
+	// The new controller's clock runs two hours ahead: every refresh is due, and the vault listing answers them.
+	ctl = startChaosController(t, cfg, 2*time.Hour)
+	monkey.events.Store(ctl.changes)
 	progress("controller started again")
 	time.Sleep(chaosFor / 2)
 	stopChaos()
@@ -680,6 +709,13 @@ func TestChaos(t *testing.T) {
 	t.Logf("invariant watcher: %d Secret states checked, %d violations", watcher.states, len(watcher.violations))
 	if len(watcher.violations) > 0 {
 		t.Errorf("invariant violations:\n%s", strings.Join(watcher.violations[:min(30, len(watcher.violations))], "\n"))
+	}
+	// The restarted controller's refreshes were due by its clock: listings must have answered some of them.
+	if counts[fakevault.OpListCertificates] == 0 {
+		t.Errorf("no vault listing ran: the chaos did not exercise list-based change detection")
+	}
+	if monkey.log["rotation announced by an event"] == 0 {
+		t.Errorf("no rotation was announced by an event: the chaos did not exercise event-driven rotation")
 	}
 	if watcher.states < n {
 		t.Errorf("the watcher saw %d Secret states for %d Secrets: it missed some", watcher.states, n)
