@@ -68,6 +68,9 @@ type options struct {
 	steadyWindow    time.Duration
 	// events is how many certificates the rotation phases rotate (rotationPhases); 0 skips them.
 	events int
+	// storm and stormLimit shape the storm phase (stormPhase); storm 0 skips it.
+	storm      int
+	stormLimit int
 }
 
 func main() {
@@ -90,6 +93,8 @@ func main() {
 	flag.IntVar(&o.unrelated, "unrelated-secrets", 10000, "Memory phase: Secrets without the label, of 1 KiB each.")
 	flag.DurationVar(&o.refreshInterval, "refresh-interval", time.Minute, "Interval phase: every VaultCertificate's spec.refreshInterval (1m is the minimum).")
 	flag.IntVar(&o.events, "events", 100, "Rotation phases: certificates rotated with an Event Grid delivery each, then again with polling alone (0 skips them).")
+	flag.IntVar(&o.storm, "storm", 5000, "Storm phase: certificates rotated and refreshed at once (at most -n; 0 skips the phase).")
+	flag.IntVar(&o.stormLimit, "storm-limit", 1000, "Storm phase: the vault's budget per -window during the storm (below the storm's demand).")
 	flag.DurationVar(&o.steadyWindow, "steady-window", 2*time.Minute, "Interval phase: how long the calls are counted once refreshes run by the clock (0 skips the phase).")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -202,6 +207,7 @@ func run(o options) error {
 	if err := controller.Start(); err != nil {
 		return err
 	}
+	controllerStarted := time.Now()
 	exited := make(chan error, 1)
 	go func() { exited <- controller.Wait() }()
 	defer func() {
@@ -227,6 +233,7 @@ func run(o options) error {
 
 	// Cold start: the clock runs from the first create to the last Ready.
 	fmt.Printf("cold: creating %d VaultCertificates\n", o.n)
+	cpuBefore := cpuTime(controller.Process.Pid)
 	start := time.Now()
 	if err := parallel(o.n, func(i int) error {
 		return k8s.Create(ctx, &vaultcertv1.VaultCertificate{
@@ -248,6 +255,7 @@ func run(o options) error {
 		return err
 	}
 	cold := measure("cold start", time.Since(start), vault)
+	cpuCold := cpuTime(controller.Process.Pid) - cpuBefore
 
 	// Steady state: every VaultCertificate asks Key Vault again; nothing changed there.
 	refreshed, err := refreshAll(ctx, k8s, vault, names, o, alive, "steady refresh")
@@ -287,8 +295,16 @@ func run(o options) error {
 		}
 	}
 
+	var storm stormResult
+	if o.storm > 0 {
+		if storm, err = stormPhase(ctx, k8s, vault, names, o, alive); err != nil {
+			return err
+		}
+	}
+
 	// The figures of the phases above, before the memory phase adds to them.
 	hwm, rss := procStatus(controller.Process.Pid, "VmHWM"), procStatus(controller.Process.Pid, "VmRSS")
+	cpuTotal, running := cpuTime(controller.Process.Pid), time.Since(controllerStarted)
 	sums, metricsErr := scrape(metricsAddr)
 	var memory []memoryState
 	if o.memory {
@@ -301,6 +317,9 @@ func run(o options) error {
 		o.n, o.n, apiMin.Round(time.Millisecond), float64(cold.elapsed)/float64(max(apiMin, time.Millisecond)))
 	reportInterval(o, interval)
 	reportRotations(o, rotations)
+	reportStorm(o, storm)
+	fmt.Printf("| controller CPU, cold sync / whole run before the memory phase | %.1f s (%.2f cores on average) / %.1f s over %s (%.2f cores) |\n",
+		cpuCold.Seconds(), cpuCold.Seconds()/cold.elapsed.Seconds(), cpuTotal.Seconds(), running.Round(time.Second), cpuTotal.Seconds()/running.Seconds())
 	where(sums, metricsErr)
 	reportMemory(memory)
 	return nil
@@ -589,6 +608,27 @@ func procKB(pid int, field string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// cpuTime is the CPU time (user and system) the process has used: /proc/<pid>/stat's utime and stime, in clock
+// ticks of 1/100 s (Linux's USER_HZ on every architecture Go builds the controller for). Zero when unreadable.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; the fields after its closing parenthesis start at field 3.
+	end := strings.LastIndexByte(string(data), ')')
+	if end < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(data[end+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // parallel runs f(0..n-1) on 16 goroutines and returns the first error.
