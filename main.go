@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"os"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
@@ -35,6 +38,7 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr, namespaces string
+		pprofAddr                          string
 		leaderElect                        bool
 		leaderElectionNamespace            string
 		concurrency                        int
@@ -52,8 +56,10 @@ func main() {
 		events                             eventgrid.Config
 		listingMaxCertificates             int
 		listingMaxTotal                    int
+		ingressShim, gatewayShim           bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles (heap, CPU) for diagnosing memory and CPU; \"0\" (default) disables it. Never expose it outside the pod.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", inCluster(), "Elect a leader so only one replica reconciles (default on inside a cluster).")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
@@ -79,14 +85,20 @@ func main() {
 	flag.BoolVar(&vaultListing, "vault-listing", true, "Detect changed certificates from one listing of each vault per refresh interval (25 certificates a call) instead of reading each certificate; identities that may not list fall back to per-certificate reads.")
 	flag.IntVar(&listingMaxCertificates, "vault-listing-max-certificates", changefeed.DefaultMaxCertificates, "Most certificates one vault listing may hold; a larger vault is read per certificate.")
 	flag.IntVar(&listingMaxTotal, "vault-listing-max-total", changefeed.DefaultMaxTotal, "Most vault listing entries kept over all connections (bounds memory).")
+	flag.BoolVar(&ingressShim, "ingress-shim", true, "Create a VaultCertificate for each TLS Secret of an Ingress annotated with vaultcert.io/certificate-name or vaultcert.io/keyvault-uri (docs/ingress.md).")
+	flag.BoolVar(&gatewayShim, "gateway-shim", true, "The same for Gateway API listeners whose tls.options carry those keys; off on its own when the Gateway API CRDs are not installed.")
 	// Errors are logged once, without a stack trace (a reconcile failure is not a bug); --zap-stacktrace-level
 	// brings traces back.
 	opts := zap.Options{StacktraceLevel: zapcore.PanicLevel}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	memoryLimit := setMemoryLimit()
 	// logsafety.SafeLogger drops client-go's request/response body dumps (V(8)), which would hold Secret data.
 	ctrl.SetLogger(logsafety.SafeLogger(zap.New(zap.UseFlagOptions(&opts))))
 	log := ctrl.Log.WithName("setup")
+	if memoryLimit > 0 {
+		log.Info("Go memory limit set from the container's", "bytes", memoryLimit)
+	}
 	if err := shards.Validate(); err != nil {
 		log.Error(err, "invalid shard")
 		os.Exit(1)
@@ -95,6 +107,7 @@ func main() {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(vaultcertv1.AddToScheme(scheme))
+	utilruntime.Must(gatewayv1.Install(scheme))
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(kubeQPS), kubeBurst
@@ -112,6 +125,7 @@ func main() {
 		Client:                        controllers.ClientOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              shards.LeaderElectionID("vaultcert.vaultcert.io"),
 		LeaderElectionNamespace:       leaderElectionNamespace,
@@ -186,6 +200,20 @@ func main() {
 		log.Error(err, "cannot set up the connection controllers")
 		os.Exit(1)
 	}
+	if ingressShim {
+		shim := &controllers.IngressShimReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("vaultcert"), Shard: shards}
+		if err := shim.SetupWithManager(mgr); err != nil {
+			log.Error(err, "cannot set up the Ingress shim")
+			os.Exit(1)
+		}
+	}
+	if gatewayShim {
+		shim := &controllers.GatewayShimReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("vaultcert"), Shard: shards}
+		if err := shim.SetupWithManager(mgr); err != nil {
+			log.Error(err, "cannot set up the Gateway shim")
+			os.Exit(1)
+		}
+	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 
@@ -227,3 +255,19 @@ func inCluster() bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// setMemoryLimit sets Go's soft memory limit to 90 % of VAULTCERT_MEMORY_LIMIT (the container's memory limit in
+// bytes, which the chart passes from the pod's resources) unless GOMEMLIMIT is set, so the garbage collector works
+// harder near the limit instead of the kernel killing the pod. It returns the limit set, or 0.
+func setMemoryLimit() int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	limit, err := strconv.ParseInt(os.Getenv("VAULTCERT_MEMORY_LIMIT"), 10, 64)
+	if err != nil || limit <= 0 {
+		return 0
+	}
+	soft := limit / 10 * 9
+	debug.SetMemoryLimit(soft)
+	return soft
+}

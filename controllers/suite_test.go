@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
 	"github.com/vaultcert/vaultcert/controllers"
@@ -113,9 +115,13 @@ func runSuite(m *testing.M) int {
 		zap.RawZapOpts(uberzap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, capture) })))))
 	must(clientgoscheme.AddToScheme(scheme))
 	must(vaultcertv1.AddToScheme(scheme))
+	must(gatewayv1.Install(scheme))
+	gatewayCRDs, err := gatewayAPICRDs()
+	must(err)
 
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: gatewayCRDs},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := env.Start()
@@ -162,6 +168,9 @@ func runSuite(m *testing.M) int {
 		HostPolicy: loopbackHostPolicy(), Changes: changes,
 	}).SetupWithManager(mgr))
 
+	must((&controllers.IngressShimReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("vaultcert")}).SetupWithManager(mgr))
+	must((&controllers.GatewayShimReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("vaultcert")}).SetupWithManager(mgr))
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -169,6 +178,17 @@ func runSuite(m *testing.M) int {
 	cancel()
 	must(<-done)
 	return code
+}
+
+// gatewayAPICRDs are the Gateway and ReferenceGrant CRDs of the Gateway API module go.mod pins (standard
+// channel), read from the module cache as `go list` finds it.
+func gatewayAPICRDs() ([]string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating the sigs.k8s.io/gateway-api module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
+	return []string{filepath.Join(dir, "gateway.networking.k8s.io_gateways.yaml"), filepath.Join(dir, "gateway.networking.k8s.io_referencegrants.yaml")}, nil
 }
 
 // trustClusterIssuer reads the API server's ServiceAccount issuer and signing keys from its OIDC discovery

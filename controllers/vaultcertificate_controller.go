@@ -120,6 +120,7 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	before := vc.DeepCopy()
 	result, err := r.reconcile(ctx, &vc)
+	r.setHostsCovered(&vc)
 	if !equality.Semantic.DeepEqual(before.Status.Conditions, vc.Status.Conditions) {
 		// Only from conditions this reconcile wrote: one that wrote none may have read a cached object older
 		// than the last status write, whose conditions a patch would overwrite.

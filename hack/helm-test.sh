@@ -205,6 +205,13 @@ kubectl label namespace psa-check pod-security.kubernetes.io/enforce=restricted 
 for ns in "$WATCH_A" "$WATCH_B" monitoring; do kubectl create namespace "$ns" >/dev/null; done
 kubectl create priorityclass vaultcert-test --value=1000 --description="helm-test" >/dev/null
 ok "namespaces $NS (restricted), psa-check (restricted), $WATCH_A, $WATCH_B, monitoring; PriorityClass vaultcert-test"
+# The Gateway API CRDs of the version go.mod pins, as a cluster with Gateway API has them: the RBAC checks then
+# ask the authorizer about gateways and referencegrants like any other kind.
+gateway_crds=$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard
+kubectl apply --server-side -f "$gateway_crds/gateway.networking.k8s.io_gateways.yaml" \
+  -f "$gateway_crds/gateway.networking.k8s.io_referencegrants.yaml" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/gateways.gateway.networking.k8s.io crd/referencegrants.gateway.networking.k8s.io >/dev/null
+ok "Gateway API CRDs ($(go list -m -f '{{.Version}}' sigs.k8s.io/gateway-api)) installed"
 
 # ---------------------------------------------------------------------------------------------------------------
 step "helm install (default values)"
@@ -296,12 +303,12 @@ done <"$work/required.txt"
 ok "the ServiceAccount may do all $n things role.yaml lists, in every namespace"
 expect "$SA" no -A core namespaces delete
 expect "$SA" no -A vaultcert.io clustervaultconnections create
-expect "$SA" no -A vaultcert.io vaultcertificates delete
+expect "$SA" no -A vaultcert.io vaultconnections delete
 expect "$SA" no "$NS" core pods create
 expect "$SA" no default coordination.k8s.io leases create
 expect "$SA" no kube-system coordination.k8s.io leases update
 expect "$SA" yes "$NS" coordination.k8s.io leases update
-ok "and not more (no namespace deletion, no writes to connections or VaultCertificates, no pods, Leases only in $NS)"
+ok "and not more (no namespace deletion, no writes to connections, no pods, Leases only in $NS)"
 
 # ---------------------------------------------------------------------------------------------------------------
 step "monitoring.coreos.com CRD stubs (hack/testdata)"

@@ -14,6 +14,17 @@ const (
 	// ConditionStalled (kstatus) is True when only a person can make the object Ready (a missing certificate, a
 	// missing role, a conflicting Secret...): its reason and message are Ready's. Absent otherwise.
 	ConditionStalled = "Stalled"
+	// ConditionHostsCovered is set when spec.hosts is: True when the certificate's DNS names cover every host,
+	// False (reason HostsNotCovered) naming those they do not. A certificate not read yet leaves it unset.
+	ConditionHostsCovered = "HostsCovered"
+)
+
+// HostsCovered condition reasons.
+const (
+	// ReasonHostsCovered: every host in spec.hosts is covered by the certificate's DNS names.
+	ReasonHostsCovered = "HostsCovered"
+	// ReasonHostsNotCovered: some hosts in spec.hosts are not covered; the message names them.
+	ReasonHostsNotCovered = "HostsNotCovered"
 )
 
 // Ready condition reasons. Events reuse them.
@@ -95,6 +106,17 @@ const AnnotationRefresh = "vaultcert.io/refresh"
 
 // Event reasons that are not Ready reasons.
 const (
+	// EventVaultCertificateCreated: the Ingress or Gateway shim created a VaultCertificate for a route's Secret.
+	EventVaultCertificateCreated = "VaultCertificateCreated"
+	// EventVaultCertificateUpdated: the shim brought its VaultCertificate in step with the route's annotations.
+	EventVaultCertificateUpdated = "VaultCertificateUpdated"
+	// EventVaultCertificateDeleted: the shim deleted a VaultCertificate the route no longer asks for.
+	EventVaultCertificateDeleted = "VaultCertificateDeleted"
+	// EventVaultCertificateConflict: a VaultCertificate of the name the shim would use exists and is not the
+	// route's (made by hand, or by another route); the shim leaves it alone.
+	EventVaultCertificateConflict = "VaultCertificateConflict"
+	// EventInvalidAnnotations: a route's vaultcert.io annotations (or Gateway tls.options) cannot be acted on.
+	EventInvalidAnnotations = "InvalidAnnotations"
 	// EventPolicyUpdated: the Key Vault certificate policy was updated to match spec.issuance.
 	EventPolicyUpdated = "PolicyUpdated"
 	// EventRecovered: a soft-deleted certificate was recovered (spec.issuance.recoverSoftDeleted).

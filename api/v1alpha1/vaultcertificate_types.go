@@ -273,6 +273,14 @@ type VaultCertificateSpec struct {
 	// +optional
 	// +kubebuilder:default=Delete
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+	// hosts are the host names clients reach with this certificate (Ingress rule hosts, Gateway listener
+	// hostnames; the Ingress and Gateway shims set them). The HostsCovered condition names any that the
+	// certificate's DNS names do not cover (a wildcard covers one label, RFC 6125); the Secret is written anyway.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=set
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // VaultCertificateStatus is what vaultcert observed and did.
