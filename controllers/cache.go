@@ -20,10 +20,13 @@ func secretMetadata() *metav1.PartialObjectMetadata {
 }
 
 // CacheOptions is the manager cache vaultcert needs: the metadata of Secrets labelled managed-by=vaultcert
-// (never every Secret of the cluster, never their data), without managed fields, and optionally only the given
-// namespaces.
+// (never every Secret of the cluster, never their data), no object's managed fields, and optionally only the
+// given namespaces.
 func CacheOptions(namespaces []string) cache.Options {
 	opts := cache.Options{
+		// Nothing vaultcert decides reads managed fields from the cache, and at 10,000 VaultCertificates they are
+		// a large share of what the cache would hold.
+		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			secretMetadata(): {
 				Label:     labels.SelectorFromSet(labels.Set{vaultcertv1.LabelManagedBy: vaultcertv1.ManagedByValue}),

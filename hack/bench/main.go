@@ -71,6 +71,8 @@ type options struct {
 	// storm and stormLimit shape the storm phase (stormPhase); storm 0 skips it.
 	storm      int
 	stormLimit int
+	// heapProfile, when set, is where the controller's heap profile is saved after the phases (before memory).
+	heapProfile string
 }
 
 func main() {
@@ -93,6 +95,7 @@ func main() {
 	flag.IntVar(&o.unrelated, "unrelated-secrets", 10000, "Memory phase: Secrets without the label, of 1 KiB each.")
 	flag.DurationVar(&o.refreshInterval, "refresh-interval", time.Minute, "Interval phase: every VaultCertificate's spec.refreshInterval (1m is the minimum).")
 	flag.IntVar(&o.events, "events", 100, "Rotation phases: certificates rotated with an Event Grid delivery each, then again with polling alone (0 skips them).")
+	flag.StringVar(&o.heapProfile, "heap-profile", "", "Save the controller's heap profile here after the phases, before the memory phase (read it with `go tool pprof -top -sample_index=inuse_space FILE`).")
 	flag.IntVar(&o.storm, "storm", 5000, "Storm phase: certificates rotated and refreshed at once (at most -n; 0 skips the phase).")
 	flag.IntVar(&o.stormLimit, "storm-limit", 1000, "Storm phase: the vault's budget per -window during the storm (below the storm's demand).")
 	flag.DurationVar(&o.steadyWindow, "steady-window", 2*time.Minute, "Interval phase: how long the calls are counted once refreshes run by the clock (0 skips the phase).")
@@ -189,6 +192,13 @@ func run(o options) error {
 			return err
 		}
 		args = append(args, "--eventgrid-bind-address="+eventAddr, "--eventgrid-secrets-file="+secrets)
+	}
+	pprofAddr := ""
+	if o.heapProfile != "" {
+		if pprofAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		args = append(args, "--pprof-bind-address="+pprofAddr)
 	}
 	args = append(args, strings.Fields(o.extraArgs)...)
 	controller := exec.Command(o.binary, args...)
@@ -306,6 +316,12 @@ func run(o options) error {
 	hwm, rss := procStatus(controller.Process.Pid, "VmHWM"), procStatus(controller.Process.Pid, "VmRSS")
 	cpuTotal, running := cpuTime(controller.Process.Pid), time.Since(controllerStarted)
 	sums, metricsErr := scrape(metricsAddr)
+	if pprofAddr != "" {
+		if err := saveHeapProfile(pprofAddr, o.heapProfile); err != nil {
+			return err
+		}
+		fmt.Printf("heap profile: %s\n", o.heapProfile)
+	}
 	var memory []memoryState
 	if o.memory {
 		if memory, err = memoryPhase(ctx, k8s, controller.Process.Pid, metricsAddr, o, alive); err != nil {
@@ -333,6 +349,27 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// saveHeapProfile saves the controller's heap profile (after a garbage collection, so it shows live memory).
+func saveHeapProfile(addr, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // scrape reads the controller's metrics endpoint and sums each metric over its series. Work-queue and reconcile
