@@ -123,5 +123,6 @@ func (r *IngressShimReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 func (r *IngressShimReconciler) shim() *routeShim {
-	return &routeShim{Client: r.Client, recorder: r.Recorder, kind: "Ingress", apiVersion: networkingv1.SchemeGroupVersion.String()}
+	return &routeShim{Client: r.Client, recorder: r.Recorder, kind: "Ingress", apiVersion: networkingv1.SchemeGroupVersion.String(),
+		ownNamespaceOnly: true}
 }

@@ -118,6 +118,22 @@ func waitRouteEvent(t *testing.T, ns, kind, name, eventType, reason string, text
 	})
 }
 
+// routeEvents counts the events about the named object with that reason.
+func routeEvents(t *testing.T, ns, name, reason string) int {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
 // shimCheck is a check for waitShimCertificate: the fields the shim sets.
 func shimCheck(cert string, chain vaultcertv1.ChainMode, hosts ...string) func(*vaultcertv1.VaultCertificate) string {
 	return func(vc *vaultcertv1.VaultCertificate) string {
@@ -206,6 +222,21 @@ func TestIngressShimLifecycle(t *testing.T) {
 	})
 	waitGone(t, ns, "admin-tls")
 	waitRouteEvent(t, ns, "Ingress", "shop", corev1.EventTypeNormal, vaultcertv1.EventVaultCertificateDeleted, "admin-tls")
+
+	// A second Ingress with the same annotations on the same Secret (paths split over Ingresses) shares it
+	// without a clash; its own other Secret gets its own VaultCertificate.
+	newIngress(t, ns, "shop-api", map[string]string{
+		vaultcertv1.AnnotationCertificateName: cert,
+		vaultcertv1.AnnotationConnection:      "vault",
+		vaultcertv1.AnnotationRefreshInterval: "2m",
+	}, map[string][]string{"shop-tls": {"shop.example.test"}, "zz-tls": {"zz.example.test"}})
+	waitRouteEvent(t, ns, "Ingress", "shop-api", corev1.EventTypeNormal, vaultcertv1.EventVaultCertificateCreated, "zz-tls")
+	if n := routeEvents(t, ns, "shop-api", vaultcertv1.EventVaultCertificateConflict); n != 0 {
+		t.Fatalf("%d conflict events for an Ingress asking the same of a shared Secret", n)
+	}
+	if owner := metav1.GetControllerOf(getCert(t, ns, "shop-tls")); owner == nil || owner.Name != "shop" {
+		t.Fatalf("shop-tls is now controlled by %+v, want still the first Ingress", owner)
+	}
 
 	// Bad annotations: told on the Ingress, and the last good VaultCertificate stays as it was.
 	updateIngress(t, ns, "shop", func(ing *networkingv1.Ingress) { ing.Annotations[vaultcertv1.AnnotationChain] = "Everything" })

@@ -34,8 +34,11 @@ type routeShim struct {
 	recorder events.EventRecorder
 	// kind is the route's kind: Ingress or Gateway.
 	kind string
-	// gvk is the route's group, version and kind, for owner references.
+	// apiVersion is the route's group and version, for owner references.
 	apiVersion string
+	// ownNamespaceOnly says the route's VaultCertificates are all in its namespace (Ingress), so only that
+	// namespace is listed.
+	ownNamespaceOnly bool
 }
 
 // shimTarget is one VaultCertificate a route asks for: named after its Secret, in the Secret's namespace.
@@ -58,7 +61,11 @@ func (s *routeShim) isOurs(vc *vaultcertv1.VaultCertificate, route client.Object
 // made lists the VaultCertificates the shim made for route, in every namespace.
 func (s *routeShim) made(ctx context.Context, route client.Object) ([]vaultcertv1.VaultCertificate, error) {
 	var list vaultcertv1.VaultCertificateList
-	if err := s.List(ctx, &list, client.MatchingLabels{vaultcertv1.LabelRouteKind: s.kind}); err != nil {
+	opts := []client.ListOption{client.MatchingLabels{vaultcertv1.LabelRouteKind: s.kind}}
+	if s.ownNamespaceOnly {
+		opts = append(opts, client.InNamespace(route.GetNamespace()))
+	}
+	if err := s.List(ctx, &list, opts...); err != nil {
 		return nil, err
 	}
 	var out []vaultcertv1.VaultCertificate
@@ -116,7 +123,9 @@ func (s *routeShim) ensure(ctx context.Context, route client.Object, t shimTarge
 		vc := s.desired(route, t)
 		if err := s.Create(ctx, vc, client.FieldOwner(vaultcertv1.FieldManager)); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("VaultCertificate %s appeared while creating it: %w", t.name, err) // retried: then it is seen
+				// Made meanwhile (the cache had not seen this shim's own create yet, or someone made it by hand):
+				// the shim's own comes back through the watch; one made by hand is left alone.
+				return nil
 			}
 			return err
 		}
@@ -125,6 +134,8 @@ func (s *routeShim) ensure(ctx context.Context, route client.Object, t shimTarge
 		return nil
 	case err != nil:
 		return err
+	case !s.isOurs(&existing, route) && existing.Annotations[vaultcertv1.AnnotationRoute] != "" && sameRequest(existing.Spec, t.spec):
+		return nil // another route asks for the same certificate in the same Secret: its VaultCertificate serves both
 	case !s.isOurs(&existing, route):
 		s.recorder.Eventf(route, &existing, corev1.EventTypeWarning, vaultcertv1.EventVaultCertificateConflict, "CreateVaultCertificate",
 			"VaultCertificate %s already exists and was not made for this %s (by hand, or for %s); vaultcert leaves it as it is: "+
@@ -262,6 +273,12 @@ func hostsCoveredChanged(oldObj, newObj client.Object) bool {
 		return oc != nc
 	}
 	return oc.Status != nc.Status || oc.Message != nc.Message
+}
+
+// sameRequest reports whether two shim specs fill a Secret alike (hosts aside: each route has its own).
+func sameRequest(a, b vaultcertv1.VaultCertificateSpec) bool {
+	a.Hosts, b.Hosts = nil, nil
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 func orNobody(route string) string {
