@@ -66,7 +66,7 @@ type options struct {
 	// refreshInterval and steadyWindow shape the interval phase (intervalRefresh); steadyWindow 0 skips it.
 	refreshInterval time.Duration
 	steadyWindow    time.Duration
-	// events is how many certificates the rotation phases rotate (rotationPhases); 0 skips them.
+	// events is how many certificates the rotation phases rotate (eventCertificates); 0 skips them.
 	events int
 	// storm and stormLimit shape the storm phase (stormPhase); storm 0 skips it.
 	storm      int
@@ -290,6 +290,21 @@ func run(o options) error {
 		return err
 	}
 
+	// Rotation by event while the other VaultCertificates refresh at the default interval.
+	var (
+		rotations  rotationLatencies
+		eventCerts *eventCertificates
+	)
+	if eventAddr != "" {
+		if eventCerts, err = setUpEventCertificates(ctx, k8s, vault, o, alive); err != nil {
+			return err
+		}
+		fmt.Printf("rotation by event: %d VaultCertificates, the others at the default interval\n", o.events)
+		if rotations.byEventQuiet, err = eventCerts.rotateByEvent(ctx, k8s, vault, o, eventAddr, alive); err != nil {
+			return err
+		}
+	}
+
 	// Steady state by the clock: what users pay when refresh intervals elapse and nothing changed.
 	var interval phase
 	if o.steadyWindow > 0 {
@@ -298,9 +313,13 @@ func run(o options) error {
 		}
 	}
 
-	var rotations rotationLatencies
-	if eventAddr != "" {
-		if rotations, err = rotationPhases(ctx, k8s, vault, o, eventAddr, alive); err != nil {
+	// Rotation by event again while every VaultCertificate refreshes every interval, then by polling alone.
+	if eventCerts != nil {
+		fmt.Printf("rotation by event: %d VaultCertificates, the others refreshing every %s\n", o.events, o.refreshInterval)
+		if rotations.byEventLoaded, err = eventCerts.rotateByEvent(ctx, k8s, vault, o, eventAddr, alive); err != nil {
+			return err
+		}
+		if rotations.byPolling, err = eventCerts.rotateByPolling(ctx, k8s, vault, o, alive); err != nil {
 			return err
 		}
 	}
