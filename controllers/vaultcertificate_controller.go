@@ -158,6 +158,8 @@ type syncRun struct {
 	wait time.Duration
 	// fetched is key material already read this run: a first sync reads it instead of the metadata.
 	fetched *fetchedBundle
+	// due is why Key Vault is asked this run (upToDate), "" when nothing asked.
+	due decide.DueReason
 }
 
 // fetchedBundle is one version's decoded key material.
@@ -286,6 +288,7 @@ func (r *VaultCertificateReconciler) upToDate(ctx context.Context, run *syncRun)
 		run.wait = listingRecheck
 		return true, nil, nil
 	}
+	run.due = due
 	if due == "" && r.verified.holds(vc, run.cached.ResourceVersion) {
 		return true, nil, nil
 	}
@@ -346,9 +349,10 @@ func (r *VaultCertificateReconciler) versionToHold(ctx context.Context, run *syn
 		cert = issued.cert
 	} else {
 		var err error
-		if run.cached == nil && run.secret == nil {
-			// No Secret yet: the secret bundle alone names the version and carries the chain and the key, so a
-			// first sync is one call. A disabled (or still pending) version answers 403 there too.
+		if (run.cached == nil && run.secret == nil) || run.due == decide.DueVaultChanged {
+			// No Secret yet, or the vault listing (or a certificate event) saw a new version: the secret bundle
+			// alone names the version and carries the chain and the key, so this is one call. A disabled (or still
+			// pending) version answers 403 there too.
 			cert, err = r.fetchKeyMaterial(ctx, run)
 		} else {
 			cert, err = run.kv.GetCertificate(ctx, vc.Spec.CertificateName, vc.Spec.Version)
@@ -432,9 +436,10 @@ func (r *VaultCertificateReconciler) synced(run *syncRun, cert *keyvault.Certifi
 }
 
 // fetchKeyMaterial reads and decodes the secret bundle of spec.version (or the latest: the answer names its
-// version) for a first sync, and describes the version from its leaf: thumbprint, dates and names come from the
-// certificate itself. The policy is not read, so status.renewalTime assumes two thirds of the lifetime until a
-// later read of the metadata (a new version, a refresh request) brings Key Vault's lifetime action.
+// version) for a first sync or a new version the vault listing (or an event) saw, and describes the version from
+// its leaf: thumbprint, dates and names come from the certificate itself. The policy is not read, so
+// status.renewalTime assumes two thirds of the lifetime until a later read of the metadata (a refresh request, a
+// per-certificate refresh) brings Key Vault's lifetime action.
 func (r *VaultCertificateReconciler) fetchKeyMaterial(ctx context.Context, run *syncRun) (*keyvault.Certificate, error) {
 	fetched, err := r.readBundle(ctx, run, run.vc.Spec.Version)
 	if err != nil {
@@ -465,7 +470,16 @@ func (r *VaultCertificateReconciler) keyMaterial(ctx context.Context, run *syncR
 // readBundle reads and decodes the secret bundle of version ("" is the latest, named by the answer) and keeps it
 // in the run.
 func (r *VaultCertificateReconciler) readBundle(ctx context.Context, run *syncRun, version string) (*fetchedBundle, error) {
-	kvSecret, err := run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, version)
+	var (
+		kvSecret *keyvault.Secret
+		err      error
+	)
+	if version == "" && run.due == decide.DueVaultChanged {
+		// Told of a newer version than the one held: a shared read naming the held one is too old for this.
+		kvSecret, err = run.kv.GetLatestSecret(ctx, run.vc.Spec.CertificateName, run.vc.Status.Version)
+	} else {
+		kvSecret, err = run.kv.GetSecret(ctx, run.vc.Spec.CertificateName, version)
+	}
 	if err != nil {
 		return nil, err
 	}

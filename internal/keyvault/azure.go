@@ -330,6 +330,12 @@ func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Sec
 	return c.reads.secret(ctx, keyOf(c.id, "GetSecret", name, version), sharedSecretTTL, nil, read)
 }
 
+// GetLatestSecret implements Client.
+func (c *azureClient) GetLatestSecret(ctx context.Context, name, held string) (*Secret, error) {
+	c.reads.forgetIf(keyOf(c.id, "GetSecret", name, ""), func(kept *Secret) bool { return kept.Version == held })
+	return c.GetSecret(ctx, name, "")
+}
+
 // getSecret is GetSecret without sharing.
 func (c *azureClient) getSecret(ctx context.Context, name, version string) (*Secret, error) {
 	const op = "GetSecret"

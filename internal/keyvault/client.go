@@ -21,6 +21,10 @@ type Client interface {
 	// means the latest, whose version the answer names (Secret.Version). A plain secret that no certificate
 	// manages is a NotFoundError.
 	GetSecret(ctx context.Context, name, version string) (*Secret, error)
+	// GetLatestSecret is GetSecret(name, "") for a caller told that a newer version than held exists (a vault
+	// listing, a certificate event): a read of the latest shared in the last seconds that names held is stale
+	// for it, so the vault is asked again.
+	GetLatestSecret(ctx context.Context, name, held string) (*Secret, error)
 	// ListCertificates pages through every certificate of the vault (25 a page): the latest version's
 	// thumbprint, enabled and updated. Past limit certificates it stops with TooManyCertificatesError.
 	ListCertificates(ctx context.Context, limit int) ([]CertificateItem, error)

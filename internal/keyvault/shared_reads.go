@@ -183,6 +183,15 @@ func (s *sharedReads) removeLocked(el *list.Element) {
 	s.bytes -= len(e.secret.Value) + e.key.size()
 }
 
+// forgetIf drops the kept read of key when stale says so.
+func (s *sharedReads) forgetIf(key readKey, stale func(*Secret) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.entries[key]; ok && stale(&el.Value.(*sharedSecret).secret) {
+		s.removeLocked(el)
+	}
+}
+
 // forgetClient drops what a replaced or forgotten client kept.
 func (s *sharedReads) forgetClient(client uint64) {
 	s.mu.Lock()

@@ -65,6 +65,37 @@ func TestSharedReadsReadAVersionOnce(t *testing.T) {
 	}
 }
 
+// TestLatestSecretNewerThanHeld: told that a newer version than the one held exists (a listing, an event), a
+// caller gets the new latest at once, not the kept read of seconds ago; a kept read that already names a newer
+// version is shared as before.
+func TestLatestSecretNewerThanHeld(t *testing.T) {
+	e := newWebEnv(t)
+	c := e.client()
+	ctx := context.Background()
+	v1, err := c.GetSecret(ctx, "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := e.s.Rotate("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.GetSecret(ctx, "web", ""); err != nil || s.Version != v1.Version {
+		t.Fatalf("within seconds the shared latest is %v (%v), want the kept %s", s, err, v1.Version)
+	}
+	got, err := c.GetLatestSecret(ctx, "web", v1.Version)
+	if err != nil || got.Version != v2.Version {
+		t.Fatalf("GetLatestSecret(held %s) = %v (%v), want %s", v1.Version, got, err, v2.Version)
+	}
+	reads := e.s.CountFor(fakevault.OpGetSecret, "web")
+	if got, err := c.GetLatestSecret(ctx, "web", v1.Version); err != nil || got.Version != v2.Version {
+		t.Fatalf("second GetLatestSecret = %v (%v)", got, err)
+	}
+	if n := e.s.CountFor(fakevault.OpGetSecret, "web") - reads; n != 0 {
+		t.Errorf("a kept latest naming a newer version than held was read again (%d reads), want it shared", n)
+	}
+}
+
 // TestSharedReadsExpireAndStayBounded: kept key material goes after its TTL, and the bytes kept stay under the
 // bound whatever a vault returns.
 func TestSharedReadsExpireAndStayBounded(t *testing.T) {
