@@ -119,7 +119,9 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, nil
 	}
 	before := vc.DeepCopy()
+	notice := r.noticeSlowFirstSync(ctx, &vc)
 	result, err := r.reconcile(ctx, &vc)
+	notice.stop()
 	r.setHostsCovered(&vc)
 	if !equality.Semantic.DeepEqual(before.Status.Conditions, vc.Status.Conditions) {
 		// Only from conditions this reconcile wrote: one that wrote none may have read a cached object older
