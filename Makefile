@@ -77,6 +77,10 @@ fuzz: ## Run each fuzz target FUZZTIME (default 150000x executions; e.g. make fu
 demo: build ## Local control plane + fake Key Vault + the real binary; proves the Secrets with TLS handshakes.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/demo --binary $(BIN)/vaultcert $(DEMO_ARGS)
 
+.PHONY: e2e-ingress
+e2e-ingress: build ## A real Traefik (Ingress and Gateway API) serves vaultcert's Secrets, rotation included; the first run builds Traefik (hack/traefik.sh). E2E_INGRESS_ARGS="-keep".
+	traefik="$$(hack/traefik.sh)"; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/e2e-ingress -binary $(BIN)/vaultcert -traefik "$$traefik" $(E2E_INGRESS_ARGS)
+
 .PHONY: fakevault
 fakevault: ## Run the fake Key Vault on its own (admin API under /admin/).
 	go run ./hack/fakevault $(FAKEVAULT_ARGS)
