@@ -73,6 +73,8 @@ type options struct {
 	stormLimit int
 	// heapProfile, when set, is where the controller's heap profile is saved after the phases (before memory).
 	heapProfile string
+	// controllerEnv are more environment variables for the controller, e.g. VAULTCERT_MEMORY_LIMIT.
+	controllerEnv string
 }
 
 func main() {
@@ -95,6 +97,7 @@ func main() {
 	flag.IntVar(&o.unrelated, "unrelated-secrets", 10000, "Memory phase: Secrets without the label, of 1 KiB each.")
 	flag.DurationVar(&o.refreshInterval, "refresh-interval", time.Minute, "Interval phase: every VaultCertificate's spec.refreshInterval (1m is the minimum).")
 	flag.IntVar(&o.events, "events", 100, "Rotation phases: certificates rotated with an Event Grid delivery each, then again with polling alone (0 skips them).")
+	flag.StringVar(&o.controllerEnv, "controller-env", "", "More environment for vaultcert, space-separated KEY=VALUE, e.g. \"VAULTCERT_MEMORY_LIMIT=167772160\" (a 160 MiB container limit, as the chart passes it).")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "Save the controller's heap profile here after the phases, before the memory phase (read it with `go tool pprof -top -sample_index=inuse_space FILE`).")
 	flag.IntVar(&o.storm, "storm", 5000, "Storm phase: certificates rotated and refreshed at once (at most -n; 0 skips the phase).")
 	flag.IntVar(&o.stormLimit, "storm-limit", 1000, "Storm phase: the vault's budget per -window during the storm (below the storm's demand).")
@@ -202,7 +205,7 @@ func run(o options) error {
 	}
 	args = append(args, strings.Fields(o.extraArgs)...)
 	controller := exec.Command(o.binary, args...)
-	controller.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	controller.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfigPath), strings.Fields(o.controllerEnv)...)
 	logPath := o.logPath
 	if logPath == "" {
 		logPath = filepath.Join(work, "vaultcert.log")
