@@ -15,4 +15,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /vaultcert .
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /vaultcert /vaultcert
 USER 65532:65532
+LABEL org.opencontainers.image.title="vaultcert" \
+      org.opencontainers.image.description="Keeps Azure Key Vault certificates in Kubernetes TLS Secrets" \
+      org.opencontainers.image.source="https://github.com/vaultcert/vaultcert"
 ENTRYPOINT ["/vaultcert"]
