@@ -55,6 +55,7 @@ envtest: ## Provide kube-apiserver, etcd and kubectl (built from the Go module p
 .PHONY: test
 test: ## Unit, Key Vault (fake) and envtest integration tests, plus a short fuzz run.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -timeout $(TEST_TIMEOUT) ./...
+	cd hack/cluster && go test ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 .PHONY: fuzz
@@ -80,6 +81,27 @@ demo: build ## Local control plane + fake Key Vault + the real binary; proves th
 .PHONY: e2e-ingress
 e2e-ingress: build ## A real Traefik (Ingress and Gateway API) serves vaultcert's Secrets, rotation included; the first run builds Traefik (hack/traefik.sh). E2E_INGRESS_ARGS="-keep".
 	traefik="$$(hack/traefik.sh)"; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./hack/e2e-ingress -binary $(BIN)/vaultcert -traefik "$$traefik" $(E2E_INGRESS_ARGS)
+
+.PHONY: cluster-up
+cluster-up: ## A real single-node Kubernetes v1.36.3 cluster on this machine (root; binaries built once): eval "$$(make -s cluster-up)".
+	@hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster, remove every trace of it, and check that nothing is left.
+	hack/cluster/down.sh
+	hack/cluster/check-clean.sh
+
+.PHONY: cluster-images
+cluster-images: ## vaultcert:dev, the pause image, the fake vault and the e2e workload as image tarballs without Docker; imported when the cluster is up.
+	hack/cluster/images.sh
+
+.PHONY: cluster-smoke
+cluster-smoke: cluster-images ## On the local cluster: restricted pods, logs, config/default rollout, garbage collection, pod networking.
+	hack/cluster/smoke.sh
+
+.PHONY: e2e
+e2e: ## The Helm chart on the local cluster (brought up and down unless one is up): probes, workload identity, rollouts, GC, leader failover, upgrade, uninstall.
+	HELM_VERSION=$(HELM_VERSION) hack/e2e/run.sh
 
 .PHONY: fakevault
 fakevault: ## Run the fake Key Vault on its own (admin API under /admin/).
