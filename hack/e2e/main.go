@@ -9,7 +9,7 @@
 //   - a rotation in the vault rolls out the Deployment named in rolloutRestartTargets; its pods serve the Secret
 //     over HTTPS, and a handshake verified against ca.crt shows the new certificate;
 //   - deleting a VaultCertificate with deletionPolicy Delete lets garbage collection delete its Secret; Retain keeps it;
-//   - killing the leader pod: the other replica takes over and syncs the next rotation (the seconds are reported);
+//   - SIGKILL of the leader's process: a new leader takes over and syncs the next rotation (the seconds are reported);
 //   - helm upgrade with changed values and helm uninstall keep every Secret, as docs/upgrades.md says.
 //
 // `make e2e` brings the cluster up, builds and imports the images, runs this and takes the cluster down.
@@ -32,7 +32,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -69,6 +71,7 @@ const (
 // options are the command's flags.
 type options struct {
 	kubeconfig, helm, chart, image string
+	containerd                     string
 	timeout                        time.Duration
 }
 
@@ -96,6 +99,7 @@ func main() {
 		state = "/var/tmp/vaultcert-cluster"
 	}
 	flag.StringVar(&o.kubeconfig, "kubeconfig", filepath.Join(state, "admin.kubeconfig"), "The local cluster's admin kubeconfig (hack/cluster/up.sh writes it).")
+	flag.StringVar(&o.containerd, "containerd", filepath.Join(state, "run", "containerd", "containerd.sock"), "The node's containerd socket (for the leader's process ID).")
 	flag.StringVar(&o.helm, "helm", "bin/helm", "The helm binary (make helm installs it).")
 	flag.StringVar(&o.chart, "chart", "charts/vaultcert", "The chart.")
 	flag.StringVar(&o.image, "image", "vaultcert:dev", "The vaultcert image imported into the cluster (hack/cluster/images.sh).")
@@ -153,7 +157,7 @@ func run(o options) error {
 		{"ClusterVaultConnection with the controller's own workload identity", e.clusterConnection},
 		{"VaultConnection with a namespace ServiceAccount; rotation rolls the Deployment out", e.namespaceConnectionAndRollout},
 		{"deletionPolicy: garbage collection deletes the Secret (Delete), keeps it (Retain)", e.deletionPolicies},
-		{"leader failover: the other replica syncs the next rotation", e.leaderFailover},
+		{"leader failover: SIGKILL of the leader's process, the next rotation synced", e.leaderFailover},
 		{"helm upgrade with changed values, then helm uninstall: no Secret lost", e.upgradeAndUninstall},
 	}
 	for _, s := range steps {
@@ -265,8 +269,11 @@ func (e *e2e) scrapeMetrics() error {
 		return err
 	}
 	url := fmt.Sprintf("http://%s/metrics", net.JoinHostPort(svc.Spec.ClusterIP, fmt.Sprint(svc.Spec.Ports[0].Port)))
+	// A new connection each time: kube-proxy picks a pod per connection, and only the leader has vaultcert's own
+	// series (the standby reconciles nothing).
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	return e.eventually("metrics from "+url, func() (bool, string) {
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+		resp, err := hc.Get(url)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -412,15 +419,33 @@ func (e *e2e) deletionPolicies() error {
 	return nil
 }
 
-// leaderFailover kills the leader pod (no grace) and measures the time until the other replica has synced a
-// rotation made right after the kill.
+// leaderFailover SIGKILLs the leader's process (no Lease release, as a lost node leaves it) and deletes its pod,
+// and measures the time until a rotation made right after the kill is synced by the next leader.
 func (e *e2e) leaderFailover() error {
-	leader, err := e.leader()
+	leader, identity, err := e.leader("")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    leader: %s\n", leader)
+	pid, err := e.containerPID(leader)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    leader: %s (%s), process %d\n", leader, identity, pid)
+	var standbys []string
+	pods, err := e.readyControllerPods()
+	if err != nil {
+		return err
+	}
+	for _, p := range pods {
+		if p.Name != leader {
+			standbys = append(standbys, p.Name)
+		}
+	}
 	killedAt := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("SIGKILL %d: %w", pid, err)
+	}
+	// And the pod goes, as with a lost node: the kubelet must not restart the killed container in place.
 	if err := e.k8s.Delete(e.ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: leader, Namespace: systemNS}},
 		client.GracePeriodSeconds(0)); err != nil {
 		return err
@@ -432,23 +457,55 @@ func (e *e2e) leaderFailover() error {
 	if err := e.refresh("shared"); err != nil {
 		return err
 	}
+	next, nextIdentity, err := e.leader(identity)
+	if err != nil {
+		return err
+	}
+	tookOver := time.Since(killedAt)
 	if _, err := e.waitSynced("shared", v.Version); err != nil {
 		return err
 	}
 	took := time.Since(killedAt)
-	next, err := e.leader()
-	if err != nil {
-		return err
-	}
 	if next == leader {
-		return fmt.Errorf("the killed pod %s is still the leader", leader)
+		return fmt.Errorf("the killed pod %s leads again", leader)
 	}
-	e.timings = append(e.timings, timing{"leader killed to the next rotation synced by the new leader", took})
-	fmt.Printf("    new leader %s; killed to rotation synced: %.1f s\n", next, took.Seconds())
-	return e.eventually("two controller pods again", func() (bool, string) {
+	who := "the other replica"
+	if !slices.Contains(standbys, next) {
+		who = "the pod that replaced the killed one"
+	}
+	e.timings = append(e.timings, timing{"leader SIGKILLed to a new leader", tookOver},
+		timing{"leader SIGKILLed to the next rotation synced", took})
+	fmt.Printf("    new leader %s (%s, %s) after %.1f s; rotation synced %.1f s after the kill\n", next, nextIdentity, who, tookOver.Seconds(), took.Seconds())
+	return e.eventually("two Ready controller pods again", func() (bool, string) {
 		pods, err := e.readyControllerPods()
 		return err == nil && len(pods) == 2, fmt.Sprintf("%d Ready (%v)", len(pods), err)
 	})
+}
+
+// containerPID is the host PID of the controller container of a pod (this runs on the node, as root).
+func (e *e2e) containerPID(pod string) (int, error) {
+	var p corev1.Pod
+	if err := e.k8s.Get(e.ctx, types.NamespacedName{Namespace: systemNS, Name: pod}, &p); err != nil {
+		return 0, err
+	}
+	if len(p.Status.ContainerStatuses) == 0 {
+		return 0, fmt.Errorf("pod %s has no container status", pod)
+	}
+	_, id, _ := strings.Cut(p.Status.ContainerStatuses[0].ContainerID, "://")
+	out, err := exec.Command("ctr", "--address", e.o.containerd, "-n", "k8s.io", "tasks", "ls").Output()
+	if err != nil {
+		return 0, fmt.Errorf("ctr tasks ls: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == id {
+			var pid int
+			if _, err := fmt.Sscan(f[1], &pid); err == nil && pid > 0 {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no running task for container %s of pod %s", id, pod)
 }
 
 // upgradeAndUninstall: helm upgrade with changed values rolls the pods and every Secret keeps its version;
@@ -645,23 +702,27 @@ func (e *e2e) servesVersion(pod *corev1.Pod, thumbprint string) error {
 	})
 }
 
-// leader is the pod holding the leader election Lease.
-func (e *e2e) leader() (string, error) {
-	var name string
-	err := e.eventually("a leader", func() (bool, string) {
+// leader is the pod holding the leader election Lease, and its holder identity; with not set, it waits for a
+// holder other than that identity (a new leader).
+func (e *e2e) leader(not string) (pod, identity string, err error) {
+	err = e.eventually("a leader", func() (bool, string) {
 		var lease coordinationv1.Lease
 		if err := e.k8s.Get(e.ctx, types.NamespacedName{Namespace: systemNS, Name: leaseName}, &lease); err != nil {
 			return false, err.Error()
 		}
-		holder, _, _ := strings.Cut(ptr.Deref(lease.Spec.HolderIdentity, ""), "_")
-		var pod corev1.Pod
-		if err := e.k8s.Get(e.ctx, types.NamespacedName{Namespace: systemNS, Name: holder}, &pod); err != nil || !pod.DeletionTimestamp.IsZero() {
+		identity = ptr.Deref(lease.Spec.HolderIdentity, "")
+		if identity == "" || identity == not {
+			return false, fmt.Sprintf("holder %q", identity)
+		}
+		holder, _, _ := strings.Cut(identity, "_")
+		var p corev1.Pod
+		if err := e.k8s.Get(e.ctx, types.NamespacedName{Namespace: systemNS, Name: holder}, &p); err != nil || !p.DeletionTimestamp.IsZero() {
 			return false, fmt.Sprintf("holder %q is not a running pod", holder)
 		}
-		name = holder
+		pod = holder
 		return true, ""
 	})
-	return name, err
+	return pod, identity, err
 }
 
 // controllerPods waits until n controller pods are Ready and returns them.
