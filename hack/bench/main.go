@@ -483,6 +483,15 @@ func setUp(ctx context.Context, k8s client.Client, vault *fakevault.Server, lega
 		Spec: vaultcertv1.ClusterVaultConnectionSpec{ConnectionSpec: spec}})
 }
 
+// annotateRefresh annotates the named VaultCertificates with vaultcert.io/refresh (the time at), as a user would.
+func annotateRefresh(ctx context.Context, k8s client.Client, names []string, at time.Time) error {
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, vaultcertv1.AnnotationRefresh, strconv.FormatInt(at.UnixNano(), 10))
+	return parallel(len(names), func(i int) error {
+		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: names[i]}}
+		return k8s.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
+	})
+}
+
 // refreshAll resets the vault's counts, annotates every VaultCertificate with vaultcert.io/refresh and waits
 // until the vault has seen a GetCertificate for each, then until the calls stop growing.
 func refreshAll(ctx context.Context, k8s client.Client, vault *fakevault.Server, names []string, o options,
@@ -490,12 +499,7 @@ func refreshAll(ctx context.Context, k8s client.Client, vault *fakevault.Server,
 	fmt.Printf("%s: annotating %d VaultCertificates with %s\n", what, len(names), vaultcertv1.AnnotationRefresh)
 	vault.ResetCounts()
 	start := time.Now()
-	stamp := strconv.FormatInt(start.UnixNano(), 10)
-	if err := parallel(len(names), func(i int) error {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, vaultcertv1.AnnotationRefresh, stamp)
-		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: names[i]}}
-		return k8s.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
-	}); err != nil {
+	if err := annotateRefresh(ctx, k8s, names, start); err != nil {
 		return phase{}, err
 	}
 	deadline := time.Now().Add(o.timeout)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -45,12 +44,7 @@ func stormPhase(ctx context.Context, k8s client.Client, vault *fakevault.Server,
 	defer vault.SetLimit(o.limit, true)
 	vault.ResetCounts()
 	start := time.Now()
-	stamp := strconv.FormatInt(start.UnixNano(), 10)
-	if err := parallel(len(names), func(i int) error {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, vaultcertv1.AnnotationRefresh, stamp)
-		obj := &vaultcertv1.VaultCertificate{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: names[i]}}
-		return k8s.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(patch)))
-	}); err != nil {
+	if err := annotateRefresh(ctx, k8s, names, start); err != nil {
 		return res, err
 	}
 	_, waitErr := waitVersions(ctx, k8s, vault, names, nil, o.timeout, alive)
