@@ -27,6 +27,8 @@ type progressNotice struct {
 	mu    sync.Mutex
 	done  bool
 	timer *time.Timer
+	// written is the resourceVersion of the notice's write, "" when it wrote nothing.
+	written string
 }
 
 // noticeSlowFirstSync starts the notice for vc when it has no Ready condition yet; nil otherwise.
@@ -50,20 +52,26 @@ func (r *VaultCertificateReconciler) noticeSlowFirstSync(ctx context.Context, vc
 		noted.Status.ObservedGeneration = noted.Generation
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := r.Status().Patch(pctx, noted, client.MergeFrom(before)); err != nil {
+		// With the resourceVersion read: a VaultCertificate changed (or deleted and made again) meanwhile is not
+		// written.
+		if err := r.Status().Patch(pctx, noted, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			log.V(1).Info("could not say the first sync is in progress", "error", err.Error())
+			return
 		}
+		n.written = noted.ResourceVersion
 	})
 	return n
 }
 
-// stop ends the notice, waiting for one being written.
-func (n *progressNotice) stop() {
+// stop ends the notice, waiting for one being written, and returns the resourceVersion the notice wrote ("" when
+// none): the reconcile's own write is remembered as newer than it too.
+func (n *progressNotice) stop() string {
 	if n == nil {
-		return
+		return ""
 	}
 	n.timer.Stop()
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.done = true
-	n.mu.Unlock()
+	return n.written
 }

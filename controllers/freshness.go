@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,18 +24,20 @@ type writtenStatus struct {
 }
 
 type writtenEntry struct {
-	readVersion string
-	status      vaultcertv1.VaultCertificateStatus
+	// readVersions are the resourceVersions older than the write: the one the patch was computed from, and the
+	// one a first-sync notice wrote meanwhile (first_sync_notice.go), when there was one.
+	readVersions []string
+	status       vaultcertv1.VaultCertificateStatus
 }
 
-// remember records status as written over the object read at readVersion.
-func (w *writtenStatus) remember(key types.NamespacedName, readVersion string, status *vaultcertv1.VaultCertificateStatus) {
+// remember records status as written over the object read at any of readVersions.
+func (w *writtenStatus) remember(key types.NamespacedName, status *vaultcertv1.VaultCertificateStatus, readVersions ...string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
 		w.m = map[types.NamespacedName]writtenEntry{}
 	}
-	w.m[key] = writtenEntry{readVersion: readVersion, status: *status.DeepCopy()}
+	w.m[key] = writtenEntry{readVersions: readVersions, status: *status.DeepCopy()}
 }
 
 // overlay replaces vc's status with the one written over it, when vc is that older object.
@@ -45,7 +48,7 @@ func (w *writtenStatus) overlay(vc *vaultcertv1.VaultCertificate) {
 	e, ok := w.m[key]
 	switch {
 	case !ok:
-	case e.readVersion == vc.ResourceVersion:
+	case slices.Contains(e.readVersions, vc.ResourceVersion):
 		vc.Status = *e.status.DeepCopy()
 	default:
 		delete(w.m, key) // the informer has moved on: it holds our write, or a newer one

@@ -90,7 +90,8 @@ func (r *GatewayShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{})))
 	if r.referenceGrants {
 		// A grant given or taken back changes which cross-namespace Secrets are served.
-		b = b.Watches(&gatewayv1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysIn(true)))
+		b = b.Watches(&gatewayv1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.gatewaysGranted),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
 	return b.Complete(r)
 }
@@ -127,6 +128,34 @@ func (r *GatewayShimReconciler) gatewaysIn(all bool) handler.MapFunc {
 		}
 		return reqs
 	}
+}
+
+// gatewaysGranted lists the Gateways of the namespaces a ReferenceGrant lets refer to its namespace (those whose
+// cross-namespace Secrets it gives or takes back), not every Gateway of the cluster.
+func (r *GatewayShimReconciler) gatewaysGranted(ctx context.Context, o client.Object) []reconcile.Request {
+	g, ok := o.(*gatewayv1.ReferenceGrant)
+	if !ok {
+		return nil
+	}
+	var reqs []reconcile.Request
+	seen := map[string]bool{}
+	for _, f := range g.Spec.From {
+		ns := string(f.Namespace)
+		if string(f.Group) != gatewayv1.GroupName || f.Kind != "Gateway" || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		var list gatewayv1.GatewayList
+		if err := r.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			continue
+		}
+		for _, gw := range list.Items {
+			if r.Shard.Owns(gw.Namespace) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}})
+			}
+		}
+	}
+	return reqs
 }
 
 // Reconcile brings one Gateway's VaultCertificates in step with its listeners.
@@ -173,9 +202,15 @@ func (r *GatewayShimReconciler) targets(ctx context.Context, shim *routeShim, gw
 		}
 		secrets := listenerSecrets(gw, l)
 		if err != nil {
-			shim.warn(gw, vaultcertv1.EventInvalidAnnotations, "listener %q tls.options: %v", l.Name, err)
-			for _, s := range secrets {
-				keep[s] = true
+			shim.warn(gw, types.NamespacedName{}, problemf(vaultcertv1.EventInvalidAnnotations, "listener %q tls.options: %v", l.Name, err))
+			for _, secret := range secrets {
+				// The last good VaultCertificate stays, but only where the Gateway may still refer: a bad option
+				// must not keep one alive in a namespace whose grant was taken back.
+				if refused, err := r.allowed(ctx, gw, secret); err != nil {
+					return nil, nil, err
+				} else if refused == nil {
+					keep[secret] = true
+				}
 			}
 			continue
 		}
@@ -184,29 +219,31 @@ func (r *GatewayShimReconciler) targets(ctx context.Context, shim *routeShim, gw
 			hosts = []string{string(*l.Hostname)}
 		}
 		for _, secret := range secrets {
-			problem, err := r.allowed(ctx, gw, secret)
+			refused, err := r.allowed(ctx, gw, secret)
 			if err != nil {
 				return nil, nil, err
 			}
-			if problem != "" {
+			if refused != nil {
 				// Not kept: without a grant (or with one taken back) vaultcert writes nothing there for this Gateway.
-				shim.warn(gw, vaultcertv1.EventInvalidAnnotations, "listener %q, Secret %s: %s", l.Name, secret, problem)
+				refused.message = fmt.Sprintf("listener %q, Secret %s: %s", l.Name, secret, refused.message)
+				shim.warn(gw, secret, refused)
 				continue
 			}
-			conn, problem, err := shim.connectionFor(ctx, request, secret.Namespace, secret.Namespace != gw.Namespace)
+			conn, p, err := shim.connectionFor(ctx, request, secret.Namespace, gw.Namespace)
 			if err != nil {
 				return nil, nil, err
 			}
-			if problem != "" {
-				shim.warn(gw, vaultcertv1.EventInvalidAnnotations, "listener %q, Secret %s: %s", l.Name, secret, problem)
+			if p != nil {
+				p.message = fmt.Sprintf("listener %q, Secret %s: %s", l.Name, secret, p.message)
+				shim.warn(gw, secret, p)
 				keep[secret] = true
 				continue
 			}
 			spec := routes.Spec(request, conn, secret.Name, nil)
 			if t, ok := bySecret[secret]; ok {
 				if t.spec.CertificateName != spec.CertificateName || t.spec.ConnectionRef != spec.ConnectionRef || t.spec.Version != spec.Version {
-					shim.warn(gw, vaultcertv1.EventInvalidAnnotations, "listener %q asks for Key Vault certificate %q in Secret %s, which another listener fills with %q: the first listener's is kept",
-						l.Name, spec.CertificateName, secret, t.spec.CertificateName)
+					shim.warn(gw, secret, problemf(vaultcertv1.EventInvalidAnnotations, "listener %q asks for Key Vault certificate %q in Secret %s, which another listener fills with %q: the first listener's is kept",
+						l.Name, spec.CertificateName, secret, t.spec.CertificateName))
 				}
 				mergeHosts(&t.spec, hosts)
 				continue
@@ -243,25 +280,25 @@ func listenerSecrets(gw *gatewayv1.Gateway, l gatewayv1.Listener) []types.Namesp
 	return out
 }
 
-// allowed says why the Gateway may not have vaultcert fill secret ("" when it may): a Secret in another
+// allowed says why the Gateway may not have vaultcert fill secret (nil when it may): a Secret in another
 // namespace needs a ReferenceGrant there from this Gateway's namespace to that Secret (or every Secret).
-func (r *GatewayShimReconciler) allowed(ctx context.Context, gw *gatewayv1.Gateway, secret types.NamespacedName) (string, error) {
+func (r *GatewayShimReconciler) allowed(ctx context.Context, gw *gatewayv1.Gateway, secret types.NamespacedName) (*problem, error) {
 	if secret.Namespace == gw.Namespace {
-		return "", nil
+		return nil, nil
 	}
 	if !r.referenceGrants {
-		return "the Secret is in another namespace and the ReferenceGrant CRD is not installed", nil
+		return problemf(vaultcertv1.EventRefNotPermitted, "the Secret is in another namespace and the ReferenceGrant CRD is not installed"), nil
 	}
 	var grants gatewayv1.ReferenceGrantList
 	if err := r.List(ctx, &grants, client.InNamespace(secret.Namespace)); err != nil {
-		return "", err
+		return nil, err
 	}
 	for _, g := range grants.Items {
 		if referenceGranted(&g, gw.Namespace, secret.Name) {
-			return "", nil
+			return nil, nil
 		}
 	}
-	return fmt.Sprintf("no ReferenceGrant in namespace %s allows Gateways in %s to refer to Secret %s: create one (from group %s, kind Gateway, namespace %s; to group \"\", kind Secret)",
+	return problemf(vaultcertv1.EventRefNotPermitted, "no ReferenceGrant in namespace %s allows Gateways in %s to refer to Secret %s: create one (from group %s, kind Gateway, namespace %s; to group \"\", kind Secret)",
 		secret.Namespace, gw.Namespace, secret.Name, gatewayv1.GroupName, gw.Namespace), nil
 }
 

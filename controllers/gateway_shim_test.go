@@ -2,10 +2,12 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -46,9 +48,11 @@ func secretRef(name, ns string) gatewayv1.SecretObjectReference {
 // through a ClusterVaultConnection), and its VaultCertificate goes when the grant or the Gateway does.
 func TestGatewayShim(t *testing.T) {
 	ctx := context.Background()
-	gwNS, otherNS := newNamespace(t, nil), newNamespace(t, nil)
+	gwNS, otherNS := newNamespace(t, nil), newNamespace(t, map[string]string{"vault-access": "other-only"})
 	newConnection(t, gwNS)
 	cluster := defaultClusterConnection(t, gwNS)
+	// A ClusterVaultConnection that admits the Secret's namespace but not the Gateway's.
+	otherOnly := secretClusterConnection(t, &metav1.LabelSelector{MatchLabels: map[string]string{"vault-access": "other-only"}})
 	cert := uniqueName("gw")
 	v1, err := vault.Seed(fakevault.CertSpec{Name: cert, KeyType: "EC", DNSNames: []string{"*.gw.example.test"}})
 	if err != nil {
@@ -63,6 +67,9 @@ func TestGatewayShim(t *testing.T) {
 				map[string]string{vaultcertv1.AnnotationCertificateName: cert, vaultcertv1.AnnotationClusterConnection: cluster}, secretRef("shared-tls", otherNS)),
 			// A listener without vaultcert's keys is none of vaultcert's business.
 			gatewayListener("plain", "plain.example.test", nil, secretRef("plain-tls", "")),
+			// A connection the Gateway's own namespace may not use cannot fill a Secret elsewhere, grant or not.
+			gatewayListener("sneaky", "sneaky.other.example.test",
+				map[string]string{vaultcertv1.AnnotationCertificateName: cert, vaultcertv1.AnnotationClusterConnection: otherOnly}, secretRef("sneaky-tls", otherNS)),
 		}},
 	}
 	if err := k8s.Create(ctx, gw); err != nil {
@@ -75,7 +82,7 @@ func TestGatewayShim(t *testing.T) {
 	}
 	waitSecretVersion(t, gwNS, "edge-tls", v1.Version)
 	waitCondition(t, gwNS, "edge-tls", vaultcertv1.ConditionHostsCovered, metav1.ConditionTrue, vaultcertv1.ReasonHostsCovered)
-	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.EventInvalidAnnotations, "no ReferenceGrant in namespace "+otherNS)
+	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.EventRefNotPermitted, "no ReferenceGrant in namespace "+otherNS)
 	if getSecret(t, gwNS, "plain-tls") != nil {
 		t.Fatal("a listener without vaultcert's keys got a Secret")
 	}
@@ -101,11 +108,34 @@ func TestGatewayShim(t *testing.T) {
 	waitCondition(t, otherNS, "shared-tls", vaultcertv1.ConditionHostsCovered, metav1.ConditionFalse, vaultcertv1.ReasonHostsNotCovered)
 	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.ReasonHostsNotCovered, "api.other.example.test")
 
-	// The grant taken back: vaultcert stops serving that Secret for the Gateway.
+	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.ReasonConnectionNotAllowed,
+		"sneaky", fmt.Sprintf("does not admit namespace %q", gwNS))
+	if certExists(t, otherNS, "sneaky-tls") {
+		t.Fatal("a connection that does not admit the Gateway's namespace filled a Secret in another namespace")
+	}
+
+	// The grant taken back, while the listener's options are broken: vaultcert stops serving that Secret for the
+	// Gateway all the same (a bad option keeps the last good VaultCertificate only where the Gateway may refer).
+	var broken gatewayv1.Gateway
+	if err := k8s.Get(ctx, types.NamespacedName{Namespace: gwNS, Name: "edge"}, &broken); err != nil {
+		t.Fatal(err)
+	}
+	broken.Spec.Listeners[1].TLS.Options[gatewayv1.AnnotationKey(vaultcertv1.AnnotationChain)] = "Everything"
+	if err := k8s.Update(ctx, &broken); err != nil {
+		t.Fatal(err)
+	}
+	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.EventInvalidAnnotations, "Everything")
 	if err := k8s.Delete(ctx, grant); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, otherNS, "shared-tls")
+	if err := k8s.Get(ctx, types.NamespacedName{Namespace: gwNS, Name: "edge"}, &broken); err != nil {
+		t.Fatal(err)
+	}
+	delete(broken.Spec.Listeners[1].TLS.Options, gatewayv1.AnnotationKey(vaultcertv1.AnnotationChain))
+	if err := k8s.Update(ctx, &broken); err != nil {
+		t.Fatal(err)
+	}
 
 	// A namespaced VaultConnection cannot fill another namespace's Secret, grant or not.
 	grant.ResourceVersion = ""
@@ -122,7 +152,7 @@ func TestGatewayShim(t *testing.T) {
 	if err := k8s.Update(ctx, &latest); err != nil {
 		t.Fatal(err)
 	}
-	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.EventInvalidAnnotations, "cannot serve a Secret in another namespace")
+	waitRouteEvent(t, gwNS, "Gateway", "edge", corev1.EventTypeWarning, vaultcertv1.ReasonConnectionNotAllowed, "cannot serve a Secret in another namespace")
 	if got := getCert(t, otherNS, "shared-tls"); got.Spec.ConnectionRef.Kind != vaultcertv1.ClusterVaultConnectionKind {
 		t.Fatalf("the refused request changed the VaultCertificate: %+v", got.Spec.ConnectionRef)
 	}
@@ -134,6 +164,17 @@ func TestGatewayShim(t *testing.T) {
 	}
 	waitGone(t, otherNS, "shared-tls")
 	waitGone(t, gwNS, "edge-tls")
+}
+
+// certExists reports whether the VaultCertificate exists.
+func certExists(t *testing.T, ns, name string) bool {
+	t.Helper()
+	var vc vaultcertv1.VaultCertificate
+	err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &vc)
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
 }
 
 // TestGatewayShimOffWithoutCRDs: on an API server without the Gateway API CRDs the shim sets up without an

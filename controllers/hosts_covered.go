@@ -32,7 +32,7 @@ func (r *VaultCertificateReconciler) setHostsCovered(vc *vaultcertv1.VaultCertif
 	msg := HostsNotCoveredMessage(uncovered, vc.Status.DNSNames)
 	if setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionHostsCovered, metav1.ConditionFalse,
 		vaultcertv1.ReasonHostsNotCovered, msg) {
-		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonHostsNotCovered, "CheckHosts", "%s", msg)
+		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonHostsNotCovered, "CheckHosts", "%s", eventNote(msg))
 	}
 }
 

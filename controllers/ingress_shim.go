@@ -47,6 +47,12 @@ func (r *IngressShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&vaultcertv1.VaultCertificate{}, builder.WithPredicates(inShard, predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool { return hostsCoveredChanged(e.ObjectOld, e.ObjectNew) },
 		})).
+		// A VaultCertificate shared by several Ingresses goes with the one that made it: the others make their own.
+		Watches(&vaultcertv1.VaultCertificate{}, handler.EnqueueRequestsFromMapFunc(r.ingressesNaming),
+			builder.WithPredicates(inShard, predicate.Funcs{
+				CreateFunc: func(event.CreateEvent) bool { return false },
+				UpdateFunc: func(event.UpdateEvent) bool { return false },
+			})).
 		Watches(&vaultcertv1.VaultConnection{}, handler.EnqueueRequestsFromMapFunc(r.annotatedIngresses),
 			builder.WithPredicates(inShard, predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&vaultcertv1.ClusterVaultConnection{}, handler.EnqueueRequestsFromMapFunc(r.annotatedIngresses),
@@ -64,6 +70,28 @@ func (r *IngressShimReconciler) annotatedIngresses(ctx context.Context, o client
 	var reqs []reconcile.Request
 	for _, ing := range list.Items {
 		if _, asked, _ := routes.Parse(ing.Annotations); asked && r.Shard.Owns(ing.Namespace) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}})
+		}
+	}
+	return reqs
+}
+
+// ingressesNaming lists the annotated Ingresses of a deleted VaultCertificate's namespace that name its Secret.
+func (r *IngressShimReconciler) ingressesNaming(ctx context.Context, o client.Object) []reconcile.Request {
+	vc, ok := o.(*vaultcertv1.VaultCertificate)
+	if !ok {
+		return nil
+	}
+	var list networkingv1.IngressList
+	if err := r.List(ctx, &list, client.InNamespace(vc.Namespace)); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, ing := range list.Items {
+		if _, asked, _ := routes.Parse(ing.Annotations); !asked {
+			continue
+		}
+		if _, names := routes.IngressHosts(&ing)[vc.Spec.SecretName]; names {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}})
 		}
 	}
@@ -94,15 +122,15 @@ func (r *IngressShimReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, shim.removeAll(ctx, &ing)
 	case err != nil:
 		// The last good VaultCertificates stay until the annotations are fixed.
-		shim.warn(&ing, vaultcertv1.EventInvalidAnnotations, "%v", err)
+		shim.warn(&ing, types.NamespacedName{}, &problem{vaultcertv1.EventInvalidAnnotations, err.Error()})
 		return ctrl.Result{}, nil
 	}
-	conn, problem, err := shim.connectionFor(ctx, request, ing.Namespace, false)
+	conn, problem, err := shim.connectionFor(ctx, request, ing.Namespace, ing.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if problem != "" {
-		shim.warn(&ing, vaultcertv1.EventInvalidAnnotations, "%s", problem)
+	if problem != nil {
+		shim.warn(&ing, types.NamespacedName{}, problem)
 		return ctrl.Result{}, nil
 	}
 	hosts := routes.IngressHosts(&ing)
@@ -117,7 +145,7 @@ func (r *IngressShimReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			spec: routes.Spec(request, conn, secret, hosts[secret])})
 	}
 	if len(targets) == 0 {
-		shim.warn(&ing, vaultcertv1.EventInvalidAnnotations, "the Ingress names a Key Vault certificate but no spec.tls[].secretName to write it to")
+		shim.warn(&ing, types.NamespacedName{}, problemf(vaultcertv1.EventInvalidAnnotations, "the Ingress names a Key Vault certificate but no spec.tls[].secretName to write it to"))
 	}
 	return ctrl.Result{}, shim.sync(ctx, &ing, targets, nil)
 }

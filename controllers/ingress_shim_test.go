@@ -245,9 +245,19 @@ func TestIngressShimLifecycle(t *testing.T) {
 		t.Fatalf("a bad annotation changed the VaultCertificate: %+v", got.Spec)
 	}
 
-	// The certificate annotation removed: the shim's VaultCertificates go, the hand-made one stays.
+	// The certificate annotation removed from the first Ingress: its VaultCertificate goes, and the second Ingress,
+	// which shared it, makes its own for the Secret it still serves.
 	updateIngress(t, ns, "shop", func(ing *networkingv1.Ingress) { delete(ing.Annotations, vaultcertv1.AnnotationCertificateName) })
+	waitShimCertificate(t, ns, "shop-tls", func(vc *vaultcertv1.VaultCertificate) string {
+		if owner := metav1.GetControllerOf(vc); owner == nil || owner.Name != "shop-api" {
+			return fmt.Sprintf("controlled by %+v", owner)
+		}
+		return ""
+	})
+	// And from the second: the shim's VaultCertificates go, the hand-made one stays.
+	updateIngress(t, ns, "shop-api", func(ing *networkingv1.Ingress) { delete(ing.Annotations, vaultcertv1.AnnotationCertificateName) })
 	waitGone(t, ns, "shop-tls")
+	waitGone(t, ns, "zz-tls")
 	if getCert(t, ns, "hand-tls").Spec.CertificateName != other {
 		t.Fatal("the hand-made VaultCertificate changed")
 	}
@@ -297,7 +307,7 @@ func TestIngressShimKeyVaultURIAndDefaultConnection(t *testing.T) {
 	// Without a default, the Ingress is told what to set.
 	newIngress(t, ns, "pinned", map[string]string{vaultcertv1.AnnotationKeyVaultURI: vault.URL() + "certificates/" + cert + "/" + v1.Version},
 		map[string][]string{"pinned-tls": {"pinned.example.test"}})
-	waitRouteEvent(t, ns, "Ingress", "pinned", corev1.EventTypeWarning, vaultcertv1.EventInvalidAnnotations, vaultcertv1.AnnotationDefaultConnection)
+	waitRouteEvent(t, ns, "Ingress", "pinned", corev1.EventTypeWarning, vaultcertv1.ReasonConnectionNotReady, vaultcertv1.AnnotationDefaultConnection)
 
 	name := defaultClusterConnection(t, ns)
 	vc := waitShimCertificate(t, ns, "pinned-tls", func(vc *vaultcertv1.VaultCertificate) string {

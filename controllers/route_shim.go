@@ -13,12 +13,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	vaultcertv1 "github.com/vaultcert/vaultcert/api/v1alpha1"
+	"github.com/vaultcert/vaultcert/internal/connection"
 	"github.com/vaultcert/vaultcert/internal/routes"
 )
 
@@ -98,7 +100,9 @@ func (s *routeShim) sync(ctx context.Context, route client.Object, targets []shi
 		if wanted[name] || keep[name] || !vc.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if err := s.Delete(ctx, vc, client.Preconditions{UID: &vc.UID}); err != nil && !apierrors.IsNotFound(err) {
+		// Preconditions: not one made again, nor one whose owner just took it over (removed the shim's marks).
+		if err := s.Delete(ctx, vc, client.Preconditions{UID: &vc.UID, ResourceVersion: &vc.ResourceVersion}); err != nil &&
+			!apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, err)
 			continue
 		}
@@ -157,7 +161,7 @@ func (s *routeShim) ensure(ctx context.Context, route client.Object, t shimTarge
 	if c := meta.FindStatusCondition(existing.Status.Conditions, vaultcertv1.ConditionHostsCovered); c != nil && c.Status == metav1.ConditionFalse &&
 		c.ObservedGeneration == existing.Generation {
 		s.recorder.Eventf(route, &existing, corev1.EventTypeWarning, vaultcertv1.ReasonHostsNotCovered, "CheckHosts",
-			"Secret %s/%s (VaultCertificate %s): %s", t.name.Namespace, t.spec.SecretName, t.name.Name, c.Message)
+			"%s", eventNote(fmt.Sprintf("Secret %s/%s (VaultCertificate %s): %s", t.name.Namespace, t.spec.SecretName, t.name.Name, c.Message)))
 	}
 	return nil
 }
@@ -180,15 +184,17 @@ func (s *routeShim) desired(route client.Object, t shimTarget) *vaultcertv1.Vaul
 	return vc
 }
 
-// connectionFor is the connection a request uses in namespace: the one it names, or the default
-// ClusterVaultConnection. problem, when not empty, says why the request cannot be acted on (for an event).
-func (s *routeShim) connectionFor(ctx context.Context, req routes.Request, namespace string, crossNamespace bool) (ref vaultcertv1.ConnectionReference, problem string, err error) {
+// connectionFor is the connection a request of a route in routeNamespace uses for a Secret in namespace: the one
+// it names, or the default ClusterVaultConnection. p, when set, says why the request cannot be acted on (for an
+// event).
+func (s *routeShim) connectionFor(ctx context.Context, req routes.Request, namespace, routeNamespace string) (ref vaultcertv1.ConnectionReference, p *problem, err error) {
+	crossNamespace := namespace != routeNamespace
 	if req.Connection != nil {
 		ref = *req.Connection
 	} else {
 		var list vaultcertv1.ClusterVaultConnectionList
 		if err := s.List(ctx, &list); err != nil {
-			return ref, "", err
+			return ref, nil, err
 		}
 		var defaults []string
 		for _, c := range list.Items {
@@ -199,33 +205,51 @@ func (s *routeShim) connectionFor(ctx context.Context, req routes.Request, names
 		sort.Strings(defaults)
 		switch len(defaults) {
 		case 0:
-			return ref, fmt.Sprintf("no connection named: set %s (a VaultConnection in this namespace) or %s, or mark one ClusterVaultConnection with %s: \"true\"",
+			return ref, problemf(vaultcertv1.ReasonConnectionNotReady, "no connection named: set %s (a VaultConnection in this namespace) or %s, or mark one ClusterVaultConnection with %s: \"true\"",
 				vaultcertv1.AnnotationConnection, vaultcertv1.AnnotationClusterConnection, vaultcertv1.AnnotationDefaultConnection), nil
 		case 1:
 			ref = vaultcertv1.ConnectionReference{Kind: vaultcertv1.ClusterVaultConnectionKind, Name: defaults[0]}
 		default:
-			return ref, fmt.Sprintf("no connection named, and ClusterVaultConnections %s are all marked %s: mark one, or name the connection with %s",
+			return ref, problemf(vaultcertv1.ReasonConnectionNotReady, "no connection named, and ClusterVaultConnections %s are all marked %s: mark one, or name the connection with %s",
 				strings.Join(defaults, ", "), vaultcertv1.AnnotationDefaultConnection, vaultcertv1.AnnotationClusterConnection), nil
 		}
 	}
 	if ref.Kind == vaultcertv1.VaultConnectionKind && crossNamespace {
-		return ref, fmt.Sprintf("VaultConnection %q cannot serve a Secret in another namespace (a VaultConnection serves its own namespace only): use %s",
+		return ref, problemf(vaultcertv1.ReasonConnectionNotAllowed, "VaultConnection %q cannot serve a Secret in another namespace (a VaultConnection serves its own namespace only): use %s",
 			ref.Name, vaultcertv1.AnnotationClusterConnection), nil
 	}
+	if crossNamespace {
+		// The grant lets the route refer to the Secret; what fills it must be something the route's own namespace
+		// may read too, or the route would serve a certificate its namespace may not have.
+		var conn vaultcertv1.ClusterVaultConnection
+		if err := s.Get(ctx, types.NamespacedName{Name: ref.Name}, &conn); err != nil {
+			if apierrors.IsNotFound(err) {
+				return ref, problemf(vaultcertv1.ReasonConnectionNotReady, "ClusterVaultConnection %q not found", ref.Name), nil
+			}
+			return ref, nil, err
+		}
+		if err := connection.Admits(ctx, s.Client, &conn, routeNamespace); err != nil {
+			var denied *connection.Error
+			if !errors.As(err, &denied) {
+				return ref, nil, err
+			}
+			return ref, problemf(vaultcertv1.ReasonConnectionNotAllowed, "%s (the route's namespace must be admitted too, to fill a Secret in another namespace)", denied.Message), nil
+		}
+	}
 	if req.VaultURL == "" {
-		return ref, "", nil
+		return ref, nil, nil
 	}
 	vaultURL, found, err := s.connectionVault(ctx, ref, namespace)
 	switch {
 	case err != nil:
-		return ref, "", err
+		return ref, nil, err
 	case !found:
-		return ref, fmt.Sprintf("%s %q not found, so the vault of %s cannot be checked: create the connection", ref.Kind, ref.Name, vaultcertv1.AnnotationKeyVaultURI), nil
+		return ref, problemf(vaultcertv1.ReasonConnectionNotReady, "%s %q not found, so the vault of %s cannot be checked: create the connection", ref.Kind, ref.Name, vaultcertv1.AnnotationKeyVaultURI), nil
 	case !routes.SameVault(req.VaultURL, vaultURL):
-		return ref, fmt.Sprintf("%s names vault %s, but %s %q uses %s: name a connection to that vault", vaultcertv1.AnnotationKeyVaultURI,
+		return ref, problemf(vaultcertv1.EventInvalidAnnotations, "%s names vault %s, but %s %q uses %s: name a connection to that vault", vaultcertv1.AnnotationKeyVaultURI,
 			req.VaultURL, ref.Kind, ref.Name, vaultURL), nil
 	}
-	return ref, "", nil
+	return ref, nil, nil
 }
 
 // connectionVault reads a connection's vaultURL.
@@ -251,10 +275,31 @@ func (s *routeShim) connectionVault(ctx context.Context, ref vaultcertv1.Connect
 	return vaultURL(), true, nil
 }
 
-// warn tells the route's owner why (part of) the route cannot be acted on.
-func (s *routeShim) warn(route client.Object, reason, format string, args ...any) {
-	s.recorder.Eventf(route, nil, corev1.EventTypeWarning, reason, "SyncVaultCertificates", format, args...)
+// problem is why (part of) a route cannot be acted on: an event reason and its note.
+type problem struct{ reason, message string }
+
+func problemf(reason, format string, args ...any) *problem {
+	return &problem{reason: reason, message: fmt.Sprintf(format, args...)}
 }
+
+// warn tells the route's owner about p. For a problem with one Secret, secret names its VaultCertificate as the
+// event's related object: the events API folds events of the same object, related object, reason and action into
+// one series (keeping the first note), so each Secret's problem and each kind of problem needs its own.
+func (s *routeShim) warn(route client.Object, secret types.NamespacedName, p *problem) {
+	var related runtime.Object
+	if secret.Name != "" {
+		related = &vaultcertv1.VaultCertificate{
+			TypeMeta:   metav1.TypeMeta{APIVersion: vaultcertv1.GroupVersion.String(), Kind: "VaultCertificate"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: secret.Namespace, Name: secret.Name}}
+	}
+	s.recorder.Eventf(route, related, corev1.EventTypeWarning, p.reason, "SyncVaultCertificates", "%s", eventNote(p.message))
+}
+
+// maxEventNote is the longest event note the events API accepts (1 KiB); longer ones are refused and lost.
+const maxEventNote = 1024
+
+// eventNote keeps a note within maxEventNote.
+func eventNote(s string) string { return truncate(s, maxEventNote) }
 
 // hostsCoveredChanged passes a VaultCertificate event to the shim when the shim may have to act or tell: a spec
 // change, a deletion, or a change of its HostsCovered condition (not every status write).

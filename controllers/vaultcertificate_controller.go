@@ -121,7 +121,7 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	before := vc.DeepCopy()
 	notice := r.noticeSlowFirstSync(ctx, &vc)
 	result, err := r.reconcile(ctx, &vc)
-	notice.stop()
+	noticeVersion := notice.stop()
 	r.setHostsCovered(&vc)
 	if !equality.Semantic.DeepEqual(before.Status.Conditions, vc.Status.Conditions) {
 		// Only from conditions this reconcile wrote: one that wrote none may have read a cached object older
@@ -136,7 +136,7 @@ func (r *VaultCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 			}
 			return ctrl.Result{}, perr
 		}
-		r.written.remember(req.NamespacedName, before.ResourceVersion, &vc.Status)
+		r.written.remember(req.NamespacedName, &vc.Status, before.ResourceVersion, noticeVersion)
 	}
 	return result, err
 }

@@ -117,6 +117,10 @@ const (
 	EventVaultCertificateConflict = "VaultCertificateConflict"
 	// EventInvalidAnnotations: a route's vaultcert.io annotations (or Gateway tls.options) cannot be acted on.
 	EventInvalidAnnotations = "InvalidAnnotations"
+	// EventRefNotPermitted: a Gateway names a Secret in another namespace that no ReferenceGrant lets it refer to
+	// (the Gateway API's own reason for this); the shim fills nothing there. Connection problems of a route use the
+	// Ready reasons ConnectionNotReady and ConnectionNotAllowed.
+	EventRefNotPermitted = "RefNotPermitted"
 	// EventPolicyUpdated: the Key Vault certificate policy was updated to match spec.issuance.
 	EventPolicyUpdated = "PolicyUpdated"
 	// EventRecovered: a soft-deleted certificate was recovered (spec.issuance.recoverSoftDeleted).

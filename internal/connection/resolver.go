@@ -125,6 +125,12 @@ func notReadyIfMissing(err error, message string) error {
 
 // admits enforces a ClusterVaultConnection's namespaceSelector before any Key Vault call.
 func (r *Resolver) admits(ctx context.Context, conn *vaultcertv1.ClusterVaultConnection, namespace string) error {
+	return Admits(ctx, r.client, conn, namespace)
+}
+
+// Admits reports whether a ClusterVaultConnection's namespaceSelector admits namespace: nil when it does, an *Error
+// (ConnectionNotAllowed) saying what to fix when it does not.
+func Admits(ctx context.Context, c client.Reader, conn *vaultcertv1.ClusterVaultConnection, namespace string) error {
 	sel := conn.Spec.NamespaceSelector
 	if sel == nil || (len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0) {
 		return nil
@@ -135,7 +141,7 @@ func (r *Resolver) admits(ctx context.Context, conn *vaultcertv1.ClusterVaultCon
 			Message: fmt.Sprintf("ClusterVaultConnection %q has an invalid namespaceSelector: %v", conn.Name, err)}
 	}
 	var ns corev1.Namespace
-	if err := r.client.Get(ctx, types.NamespacedName{Name: namespace}, &ns); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Name: namespace}, &ns); err != nil {
 		return err
 	}
 	if !selector.Matches(labels.Set(ns.Labels)) {
