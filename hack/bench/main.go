@@ -302,6 +302,10 @@ func run(o options) error {
 		if eventCerts, err = setUpEventCertificates(ctx, k8s, vault, o, alive); err != nil {
 			return err
 		}
+		// Quiet means quiet: the reconciles the earlier phases' Secret writes queued are done first.
+		if err := waitQueueEmpty(ctx, metricsAddr, o.timeout, alive); err != nil {
+			return err
+		}
 		fmt.Printf("rotation by event: %d VaultCertificates, the others at the default interval\n", o.events)
 		if rotations.byEventQuiet, err = eventCerts.rotateByEvent(ctx, k8s, vault, o, eventAddr, alive); err != nil {
 			return err
@@ -371,6 +375,34 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// waitQueueEmpty waits until the VaultCertificate work queue has been empty for three scrapes in a row.
+func waitQueueEmpty(ctx context.Context, metricsAddr string, timeout time.Duration, alive func() error) error {
+	deadline := time.Now().Add(timeout)
+	for empty := 0; empty < 3; {
+		sums, err := scrape(metricsAddr)
+		if err != nil {
+			return err
+		}
+		if sums["workqueue_depth"] == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		if err := alive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the work queue still holds %.0f items after %s", sums["workqueue_depth"], timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
 }
 
 // saveHeapProfile saves the controller's heap profile (after a garbage collection, so it shows live memory).
