@@ -330,10 +330,14 @@ func (c *azureClient) GetSecret(ctx context.Context, name, version string) (*Sec
 	return c.reads.secret(ctx, keyOf(c.id, "GetSecret", name, version), sharedSecretTTL, nil, read)
 }
 
-// GetLatestSecret implements Client.
+// GetLatestSecret implements Client. Its reads are shared among callers told of a change (many namespaces woken by
+// one listing), under a key of their own: a read of the latest already in flight for anyone else may have started
+// before the change. A kept one naming the held version is stale for the caller and dropped.
 func (c *azureClient) GetLatestSecret(ctx context.Context, name, held string) (*Secret, error) {
-	c.reads.forgetIf(keyOf(c.id, "GetSecret", name, ""), func(kept *Secret) bool { return kept.Version == held })
-	return c.GetSecret(ctx, name, "")
+	key := keyOf(c.id, "GetLatestSecret", name, "")
+	c.reads.forgetIf(key, func(kept *Secret) bool { return kept.Version == held })
+	return c.reads.secret(ctx, key, sharedLatestTTL, func(v string) readKey { return keyOf(c.id, "GetSecret", name, v) },
+		func(ctx context.Context) (*Secret, error) { return c.getSecret(ctx, name, "") })
 }
 
 // getSecret is GetSecret without sharing.
