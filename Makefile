@@ -35,8 +35,9 @@ fmt: ## gofmt the tree.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## go vet.
+vet: ## go vet (the root module and hack/cluster's own).
 	go vet ./...
+	cd hack/cluster && go vet ./...
 
 .PHONY: verify
 verify: generate manifests vet ## Fail when generated code, CRDs or chart CRDs are stale, or go vet / gofmt complain.
