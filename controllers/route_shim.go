@@ -101,10 +101,11 @@ func (s *routeShim) sync(ctx context.Context, route client.Object, targets []shi
 			continue
 		}
 		// Preconditions: not one made again, nor one whose owner just took it over (removed the shim's marks).
-		if err := s.Delete(ctx, vc, client.Preconditions{UID: &vc.UID, ResourceVersion: &vc.ResourceVersion}); err != nil &&
-			!apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			errs = append(errs, err)
-			continue
+		if err := s.Delete(ctx, vc, client.Preconditions{UID: &vc.UID, ResourceVersion: &vc.ResourceVersion}); err != nil {
+			if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, err)
+			}
+			continue // a conflict brings the changed VaultCertificate back through the watch
 		}
 		s.recorder.Eventf(route, vc, corev1.EventTypeNormal, vaultcertv1.EventVaultCertificateDeleted, "DeleteVaultCertificate",
 			"deleted VaultCertificate %s/%s: the %s no longer asks for Secret %s", vc.Namespace, vc.Name, s.kind, vc.Spec.SecretName)
