@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -120,21 +121,33 @@ func deliver(ctx context.Context, addr, port, name, version string) error {
 		`"subject":%q,"eventType":"Microsoft.KeyVault.CertificateNewVersionCreated","eventTime":%q,"dataVersion":"1","metadataVersion":"1",`+
 		`"data":{"Id":"https://localhost:%s/certificates/%s/%s","VaultName":"localhost","ObjectType":"Certificate","ObjectName":%q,"Version":%q}}]`,
 		name, version, name, time.Now().UTC().Format(time.RFC3339Nano), port, name, version, name, version)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", bytes.NewBufferString(body))
-	if err != nil {
-		return err
+	// A 429 (the webhook's rate limit) is retried after its Retry-After, as Event Grid retries a delivery; the
+	// latency measured includes the wait.
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", bytes.NewBufferString(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+eventSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return nil
+		case resp.StatusCode == http.StatusTooManyRequests && attempt < 10:
+			wait := time.Second
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+				wait = time.Duration(s) * time.Second
+			}
+			time.Sleep(wait)
+		default:
+			return fmt.Errorf("the webhook answered %d to the event for %s", resp.StatusCode, name)
+		}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+eventSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the webhook answered %d to the event for %s", resp.StatusCode, name)
-	}
-	return nil
 }
 
 // waitVersions polls until every named VaultCertificate is Ready at its certificate's latest version, and returns
