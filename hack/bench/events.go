@@ -209,7 +209,11 @@ func reportRotations(o options, lat rotationLatencies) {
 			percentile(l, 50).Round(time.Millisecond), percentile(l, 99).Round(time.Millisecond), l[len(l)-1].Round(time.Millisecond))
 	}
 	row(fmt.Sprintf("by Event Grid event, the other %d VaultCertificates at the default 1h interval", o.n), lat.byEventQuiet)
-	row(fmt.Sprintf("by Event Grid event, while the other %d refresh every %s", o.n, o.refreshInterval), lat.byEventLoaded)
+	if o.steadyWindow > 0 {
+		row(fmt.Sprintf("by Event Grid event, while the other %d refresh every %s", o.n, o.refreshInterval), lat.byEventLoaded)
+	} else {
+		row("by Event Grid event, again (no interval phase: the others still at the default interval)", lat.byEventLoaded)
+	}
 	row(fmt.Sprintf("by polling (refreshInterval %s, no event)", o.refreshInterval), lat.byPolling)
 }
 
