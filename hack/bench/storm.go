@@ -47,7 +47,7 @@ func stormPhase(ctx context.Context, k8s client.Client, vault *fakevault.Server,
 	if err := annotateRefresh(ctx, k8s, names, start); err != nil {
 		return res, err
 	}
-	_, waitErr := waitVersions(ctx, k8s, vault, names, nil, o.timeout, alive)
+	_, waitErr := waitVersions(ctx, k8s, vault, benchNamespace, names, nil, o.timeout, alive)
 	res.phase = measure("storm", time.Since(start), vault)
 	res.minimum = time.Duration(float64(res.phase.admitted) / (float64(o.stormLimit) / o.window.Seconds()) * float64(time.Second))
 	if waitErr == nil {
