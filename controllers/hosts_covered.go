@@ -29,15 +29,15 @@ func (r *VaultCertificateReconciler) setHostsCovered(vc *vaultcertv1.VaultCertif
 			vaultcertv1.ReasonHostsCovered, fmt.Sprintf("the certificate covers every host (%d)", len(vc.Spec.Hosts)))
 		return
 	}
-	msg := HostsNotCoveredMessage(uncovered, vc.Status.DNSNames)
+	msg := hostsNotCoveredMessage(uncovered, vc.Status.DNSNames)
 	if setCondition(&vc.Status.Conditions, vc.Generation, vaultcertv1.ConditionHostsCovered, metav1.ConditionFalse,
 		vaultcertv1.ReasonHostsNotCovered, msg) {
 		r.Recorder.Eventf(vc, nil, corev1.EventTypeWarning, vaultcertv1.ReasonHostsNotCovered, "CheckHosts", "%s", eventNote(msg))
 	}
 }
 
-// HostsNotCoveredMessage says which hosts a certificate's DNS names do not cover, and what it does cover.
-func HostsNotCoveredMessage(uncovered, dnsNames []string) string {
+// hostsNotCoveredMessage says which hosts a certificate's DNS names do not cover, and what it does cover.
+func hostsNotCoveredMessage(uncovered, dnsNames []string) string {
 	return fmt.Sprintf("the certificate's DNS names (%s) do not cover %s: clients reaching them will reject it; add them to the Key Vault certificate's subject alternative names, or serve them with another certificate",
 		listNames(dnsNames, "none"), listNames(uncovered, ""))
 }

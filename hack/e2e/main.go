@@ -224,7 +224,11 @@ func (e *e2e) install() error {
 			return err
 		}
 	}
-	if _, err := e.helm("install", release, e.o.chart, "-n", systemNS, "-f", e.values(nil), "--wait", "--timeout", e.o.timeout.String()); err != nil {
+	values, err := e.values(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := e.helm("install", release, e.o.chart, "-n", systemNS, "-f", values, "--wait", "--timeout", e.o.timeout.String()); err != nil {
 		return err
 	}
 	pods, err := e.controllerPods(2)
@@ -238,7 +242,7 @@ func (e *e2e) install() error {
 }
 
 // values writes the chart values of this run, with extra entries on top, and returns the file.
-func (e *e2e) values(extra map[string]any) string {
+func (e *e2e) values(extra map[string]any) (string, error) {
 	repo, tag, _ := strings.Cut(e.o.image, ":")
 	vaultHost := strings.TrimSuffix(strings.TrimPrefix(e.vault.URL(), "https://"), "/")
 	v := map[string]any{
@@ -256,10 +260,7 @@ func (e *e2e) values(extra map[string]any) string {
 	}
 	data, _ := json.Marshal(v) // YAML is a superset of JSON
 	path := filepath.Join(e.work, fmt.Sprintf("values-%d.yaml", time.Now().UnixNano()))
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		panic(err)
-	}
-	return path
+	return path, os.WriteFile(path, data, 0o600)
 }
 
 // scrapeMetrics reads the controller's metrics through the metrics Service's cluster IP (kube-proxy).
@@ -515,10 +516,14 @@ func (e *e2e) upgradeAndUninstall() error {
 	if err != nil {
 		return err
 	}
-	if _, err := e.helm("upgrade", release, e.o.chart, "-n", systemNS, "-f", e.values(map[string]any{
+	values, err := e.values(map[string]any{
 		"logging":    map[string]any{"level": "debug"},
 		"controller": map[string]any{"concurrentReconciles": 4},
-	}), "--wait", "--timeout", e.o.timeout.String()); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := e.helm("upgrade", release, e.o.chart, "-n", systemNS, "-f", values, "--wait", "--timeout", e.o.timeout.String()); err != nil {
 		return err
 	}
 	var dep appsv1.Deployment
